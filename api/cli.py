@@ -1,0 +1,198 @@
+"""The ``instore`` command line. Each subcommand imports only what it needs, so start-up stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final, NoReturn
+
+EXIT_BAD_INPUT: Final = 2
+EXIT_NOT_READY: Final = 3
+
+DEMO_VENUE: Final = Path(__file__).resolve().parent.parent / "simulations" / "venues" / "demo-mall.yaml"
+
+
+class CliError(Exception):
+    """Bad input to a command: reported as one line on stderr, exit status 2."""
+
+
+def _read_venue(path: str | Path) -> object:
+    from positioning.venue import parse_venue
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{p}: cannot read venue file: {exc}") from None
+    return parse_venue(text, str(p))
+
+
+# ---------------------------------------------------------------------------------------------- venue
+
+
+def cmd_venue_validate(args: argparse.Namespace) -> int:
+    from positioning.venue import Venue
+
+    venue = _read_venue(args.file)
+    assert isinstance(venue, Venue)
+    print(f"{args.file}: ok ({venue.id}: {len(venue.floors)} floors, {len(venue.anchors)} anchors, "
+          f"{len(venue.beacons)} beacons, {len(venue.zones)} zones)")
+    return 0
+
+
+def cmd_venue_show(args: argparse.Namespace) -> int:
+    from positioning.venue import Venue, format_summary
+
+    venue = _read_venue(args.file)
+    assert isinstance(venue, Venue)
+    print(format_summary(venue))
+    for f in venue.floors:
+        print(f"\nfloor {f.id}")
+        for z in venue.zones_on(f.id):
+            brand = f" [{z.brand}]" if z.brand else ""
+            print(f"  zone    {z.id:24s} {z.kind:9s} {z.name}{brand}")
+        anchors = venue.anchors_on(f.id)
+        if anchors:
+            print(f"  anchors ({len(anchors)}): " + ", ".join(f"{a.id}@({a.x:g},{a.y:g},{a.z:g})" for a in anchors))
+        beacons = venue.beacons_on(f.id)
+        if beacons:
+            print(f"  beacons ({len(beacons)}): " + ", ".join(f"{b.id}@({b.x:g},{b.y:g})" for b in beacons))
+    if args.png:
+        from simulations.floorplan_png import render_floors
+
+        out = render_floors(venue, Path(args.png))
+        print(f"\nfloor plan written to {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from positioning.venue import Venue, format_summary
+
+    venue = _read_venue(args.venue or DEMO_VENUE)
+    assert isinstance(venue, Venue)
+    print(format_summary(venue))
+    print("the live engine is not wired yet (issue: engine service and live demo)")
+    return 0
+
+
+def _not_ready(name: str, issue: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        print(f"instore {name}: not implemented yet ({issue})", file=sys.stderr)
+        return EXIT_NOT_READY
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="instore", description="In-store proximity and indoor positioning engine")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("demo", help="live demo: embedded broker, simulated mall, engine, API and dashboard")
+    p.add_argument("--venue", help="venue YAML (default: the demo mall)")
+    p.add_argument("--shoppers", type=int, default=300)
+    p.add_argument("--speed", type=float, default=1.0, help="simulation speed-up factor")
+    p.add_argument("--duration", type=float, help="stop after S seconds (wall clock)")
+    p.add_argument("--mqtt", help="use this broker instead of the embedded one")
+    p.add_argument("--http", default="127.0.0.1:8080", help="HOST:PORT of the API and dashboard")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="run the engine service against a broker")
+    p.add_argument("--venue", required=True)
+    p.add_argument("--mqtt")
+    p.add_argument("--http")
+    p.add_argument("--db")
+    p.set_defaults(func=_not_ready("serve", "engine service issue"))
+
+    p = sub.add_parser("gateway", help="the BLE gateway agent")
+    gsub = p.add_subparsers(dest="gateway_command", metavar="ACTION")
+    gsub.required = True
+    g = gsub.add_parser("run", help="scan, batch and publish readings")
+    g.add_argument("--config", required=True)
+    g.set_defaults(func=_not_ready("gateway run", "gateway issue"))
+    g = gsub.add_parser("decode", help="decode advertisements (JSON lines in, JSON lines out)")
+    g.add_argument("file", nargs="?")
+    g.set_defaults(func=_not_ready("gateway decode", "gateway issue"))
+
+    p = sub.add_parser("simulate", help="simulate shoppers and gateways")
+    p.add_argument("--venue", required=True)
+    p.add_argument("--shoppers", type=int, required=True)
+    p.add_argument("--duration", type=float, required=True)
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out")
+    out.add_argument("--mqtt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--speed", type=float, default=1.0)
+    p.set_defaults(func=_not_ready("simulate", "simulator issue"))
+
+    p = sub.add_parser("locate", help="batch positioning of a readings file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--anchors")
+    src.add_argument("--venue")
+    p.add_argument("--readings", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--survey")
+    p.add_argument("--device-height", type=float, default=1.2)
+    p.set_defaults(func=_not_ready("locate", "positioning issue"))
+
+    p = sub.add_parser("plan", help="deployment planner: predicted accuracy map and gateway proposal")
+    p.add_argument("--venue", required=True)
+    p.add_argument("--out")
+    p.set_defaults(func=_not_ready("plan", "simulator issue"))
+
+    p = sub.add_parser("firmware", help="gateway and beacon configuration files")
+    fsub = p.add_subparsers(dest="firmware_command", metavar="ACTION")
+    fsub.required = True
+    f = fsub.add_parser("generate", help="write gateway, ESPresense, OpenMQTTGateway and beacon configs")
+    f.add_argument("--venue", required=True)
+    f.add_argument("--out", required=True)
+    f.set_defaults(func=_not_ready("firmware generate", "gateway issue"))
+
+    p = sub.add_parser("venue", help="venue files")
+    vsub = p.add_subparsers(dest="venue_command", metavar="ACTION")
+    vsub.required = True
+    v = vsub.add_parser("validate", help="check a venue file")
+    v.add_argument("file")
+    v.set_defaults(func=cmd_venue_validate)
+    v = vsub.add_parser("show", help="summarise a venue file, optionally drawing a PNG floor plan")
+    v.add_argument("file")
+    v.add_argument("--png", help="write the floor plan here")
+    v.set_defaults(func=cmd_venue_show)
+
+    p = sub.add_parser("bench", help="benchmarks, measured side by side with their baselines")
+    p.add_argument("name")
+    p.add_argument("--json", required=True, help="write the results here")
+    p.set_defaults(func=_not_ready("bench", "benchmark issues"))
+    return parser
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"instore: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from positioning.errors import PositioningError
+
+    try:
+        return int(args.func(args))
+    except (CliError, PositioningError) as exc:
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

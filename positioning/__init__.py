@@ -1,0 +1,46 @@
+"""Pure positioning core: venue model, radio model, multilateration, tracking, zones and dwell."""
+
+from positioning.errors import PositioningError, VenueError
+from positioning.venue import (
+    Anchor,
+    Beacon,
+    Connector,
+    ConnectorEnd,
+    Floor,
+    Origin,
+    Poi,
+    Venue,
+    VenueInfo,
+    Walkable,
+    Zone,
+    dump_venue,
+    format_summary,
+    parse_venue,
+    summarize_venue,
+    validate_venue,
+    walkable_shape,
+    zone_shape,
+)
+
+__all__ = [
+    "Anchor",
+    "Beacon",
+    "Connector",
+    "ConnectorEnd",
+    "Floor",
+    "Origin",
+    "Poi",
+    "PositioningError",
+    "Venue",
+    "VenueError",
+    "VenueInfo",
+    "Walkable",
+    "Zone",
+    "dump_venue",
+    "format_summary",
+    "parse_venue",
+    "summarize_venue",
+    "validate_venue",
+    "walkable_shape",
+    "zone_shape",
+]

@@ -1,0 +1,50 @@
+"""Shared fixtures. Tests that need a real component (mosquitto, VictoriaMetrics, Chromium) call
+``require_binary``: outside CI a missing component skips the test, in CI (``CI=true``) it fails."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+VENUES = REPO / "simulations" / "venues"
+DEMO_MALL = VENUES / "demo-mall.yaml"
+CORNER_STORE = VENUES / "corner-store.yaml"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_binary(name: str, *candidates: str) -> str:
+    """Path of a required executable; fails in CI and skips elsewhere when it is missing."""
+    for candidate in (name, *candidates):
+        found = shutil.which(candidate) or (candidate if Path(candidate).is_file() else None)
+        if found:
+            return found
+    message = f"{name} is not installed (run `make install`)"
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def instore_exe() -> str:
+    """The installed ``instore`` entry point of this interpreter's environment."""
+    exe = Path(sys.executable).parent / "instore"
+    if not exe.exists():
+        pytest.fail(f"{exe} is missing: install the project (make install)")
+    return str(exe)
+
+
+@pytest.fixture
+def demo_mall_text() -> str:
+    return DEMO_MALL.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def corner_store_text() -> str:
+    return CORNER_STORE.read_text(encoding="utf-8")

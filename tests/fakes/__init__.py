@@ -1,0 +1,1 @@
+"""In-memory fakes of the ports (clock, publisher, store, scanner) for unit tests of the pure cores."""

@@ -82,12 +82,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_ready(name: str, issue: str) -> Callable[[argparse.Namespace], int]:
+def _lazy(target: str) -> Callable[[argparse.Namespace], int]:
+    """A command implemented in ``module:function``, imported only when that command runs.
+
+    Each package owns its commands (``simulations.commands``, ``beacon_gateway.commands``, ...);
+    this file only declares the arguments, which are a public contract.
+    """
+
     def run(args: argparse.Namespace) -> int:
-        print(f"instore {name}: not implemented yet ({issue})", file=sys.stderr)
-        return EXIT_NOT_READY
+        import importlib
+        import importlib.util
+
+        module_name, _, func_name = target.partition(":")
+        func = None
+        if importlib.util.find_spec(module_name) is not None:
+            func = getattr(importlib.import_module(module_name), func_name, None)
+        if func is None:
+            print(f"instore {args.command}: not implemented yet ({target})", file=sys.stderr)
+            return EXIT_NOT_READY
+        return int(func(args))
 
     return run
+
+
+# Benchmarks by name: ``instore bench NAME --json OUT`` calls ``function(args)``.
+BENCHMARKS: Final = {
+    "positioning": "simulations.bench_positioning:run_positioning",
+    "accuracy": "simulations.bench_positioning:run_accuracy",
+    "simulator": "simulations.bench_simulator:run",
+    "gateway": "beacon_gateway.bench:run",
+    "pipeline": "api.bench_pipeline:run",
+    "campaigns": "api.bench_campaigns:run",
+}
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    target = BENCHMARKS.get(args.name)
+    if target is None:
+        raise CliError(f"unknown benchmark {args.name!r} (benchmarks: {', '.join(BENCHMARKS)})")
+    return _lazy(target)(args)
 
 
 # ---------------------------------------------------------------------------------------------- parser
@@ -112,17 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mqtt")
     p.add_argument("--http")
     p.add_argument("--db")
-    p.set_defaults(func=_not_ready("serve", "engine service issue"))
+    p.set_defaults(func=_lazy("api.serve:cmd_serve"))
 
     p = sub.add_parser("gateway", help="the BLE gateway agent")
     gsub = p.add_subparsers(dest="gateway_command", metavar="ACTION")
     gsub.required = True
     g = gsub.add_parser("run", help="scan, batch and publish readings")
     g.add_argument("--config", required=True)
-    g.set_defaults(func=_not_ready("gateway run", "gateway issue"))
+    g.set_defaults(func=_lazy("beacon_gateway.commands:cmd_run"))
     g = gsub.add_parser("decode", help="decode advertisements (JSON lines in, JSON lines out)")
     g.add_argument("file", nargs="?")
-    g.set_defaults(func=_not_ready("gateway decode", "gateway issue"))
+    g.set_defaults(func=_lazy("beacon_gateway.commands:cmd_decode"))
 
     p = sub.add_parser("simulate", help="simulate shoppers and gateways")
     p.add_argument("--venue", required=True)
@@ -133,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--mqtt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--speed", type=float, default=1.0)
-    p.set_defaults(func=_not_ready("simulate", "simulator issue"))
+    p.set_defaults(func=_lazy("simulations.commands:cmd_simulate"))
 
     p = sub.add_parser("locate", help="batch positioning of a readings file")
     src = p.add_mutually_exclusive_group(required=True)
@@ -143,12 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--survey")
     p.add_argument("--device-height", type=float, default=1.2)
-    p.set_defaults(func=_not_ready("locate", "positioning issue"))
+    p.set_defaults(func=_lazy("api.locate:cmd_locate"))
 
     p = sub.add_parser("plan", help="deployment planner: predicted accuracy map and gateway proposal")
     p.add_argument("--venue", required=True)
     p.add_argument("--out")
-    p.set_defaults(func=_not_ready("plan", "simulator issue"))
+    p.set_defaults(func=_lazy("simulations.commands:cmd_plan"))
 
     p = sub.add_parser("firmware", help="gateway and beacon configuration files")
     fsub = p.add_subparsers(dest="firmware_command", metavar="ACTION")
@@ -156,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     f = fsub.add_parser("generate", help="write gateway, ESPresense, OpenMQTTGateway and beacon configs")
     f.add_argument("--venue", required=True)
     f.add_argument("--out", required=True)
-    f.set_defaults(func=_not_ready("firmware generate", "gateway issue"))
+    f.set_defaults(func=_lazy("beacon_gateway.commands:cmd_firmware_generate"))
 
     p = sub.add_parser("venue", help="venue files")
     vsub = p.add_subparsers(dest="venue_command", metavar="ACTION")
@@ -172,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks, measured side by side with their baselines")
     p.add_argument("name")
     p.add_argument("--json", required=True, help="write the results here")
-    p.set_defaults(func=_not_ready("bench", "benchmark issues"))
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from simulations.local_broker import MOSQUITTO_CANDIDATES, MosquittoBroker
 
 REPO = Path(__file__).resolve().parent.parent
 VENUES = REPO / "simulations" / "venues"
@@ -48,3 +51,14 @@ def demo_mall_text() -> str:
 @pytest.fixture
 def corner_store_text() -> str:
     return CORNER_STORE.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def mosquitto_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A real mosquitto on a free loopback port, with persistence; ``.restart()`` keeps sessions."""
+    exe = require_binary(*MOSQUITTO_CANDIDATES)
+    broker = MosquittoBroker(exe, tmp_path / "mosquitto").start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -1,0 +1,69 @@
+"""Venue-local time: schedules, daily windows and quiet hours, in the venue's IANA time zone.
+
+``LocalTimes`` converts UTC epoch seconds to the venue's local date, weekday and minute of day,
+honouring daylight-saving changes, and caches per UTC minute because events arrive roughly in
+order (a whole batch of events usually shares one or two minutes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from campaigns.const import LOCAL_TIME_CACHE_MAX
+from campaigns.errors import CampaignValidationError
+from campaigns.model import DailyWindow, Schedule
+
+
+@dataclass(frozen=True, slots=True)
+class LocalTime:
+    date: dt.date
+    weekday: int  # 0 = Monday
+    minute: int  # minutes after local midnight
+
+    @property
+    def day(self) -> str:
+        return self.date.isoformat()
+
+
+class LocalTimes:
+    """UTC epoch seconds -> venue-local calendar facts; one instance per venue."""
+
+    __slots__ = ("_cache", "tz", "tz_name")
+
+    def __init__(self, tz_name: str) -> None:
+        try:
+            self.tz = ZoneInfo(tz_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise CampaignValidationError("venue.timezone", f"unknown time zone {tz_name!r}") from None
+        self.tz_name = tz_name
+        self._cache: dict[int, tuple[dt.date, int, int]] = {}
+
+    def at(self, t: float) -> LocalTime:
+        utc_minute = int(t // 60)
+        hit = self._cache.get(utc_minute)
+        if hit is None:
+            local = dt.datetime.fromtimestamp(utc_minute * 60, self.tz)
+            hit = (local.date(), local.weekday(), local.hour * 60 + local.minute)
+            if len(self._cache) >= LOCAL_TIME_CACHE_MAX:
+                self._cache.clear()
+            self._cache[utc_minute] = hit
+        return LocalTime(hit[0], hit[1], hit[2])
+
+    def day(self, t: float) -> str:
+        return self.at(t).day
+
+
+def in_schedule(schedule: Schedule, local: LocalTime) -> bool:
+    if schedule.start_date is not None and local.date < schedule.start_date:
+        return False
+    if schedule.end_date is not None and local.date > schedule.end_date:
+        return False
+    if schedule.weekdays and local.weekday not in schedule.weekdays:
+        return False
+    return not schedule.windows or any(w.contains(local.minute) for w in schedule.windows)
+
+
+def in_quiet_hours(windows: tuple[DailyWindow, ...], local: LocalTime) -> bool:
+    return any(w.contains(local.minute) for w in windows)

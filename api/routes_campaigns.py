@@ -126,7 +126,8 @@ class StatusIn(_Body):
 
 
 class ConsentIn(_Body):
-    scope: str = Field(default=GLOBAL_SCOPE, min_length=1, max_length=80, description='a brand id, or "*" for all brands')
+    scope: str = Field(default=GLOBAL_SCOPE, min_length=1, max_length=80,
+                       description='a brand id, or "*" for all brands')
     granted: bool
     source: str = Field(default="app", min_length=1, max_length=40)
 

@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     f = fsub.add_parser("generate", help="write gateway, ESPresense, OpenMQTTGateway and beacon configs")
     f.add_argument("--venue", required=True)
     f.add_argument("--out", required=True)
+    f.add_argument("--mqtt", help="broker URL the generated gateways and nodes connect to")
     f.set_defaults(func=_lazy("beacon_gateway.commands:cmd_firmware_generate"))
 
     p = sub.add_parser("venue", help="venue files")

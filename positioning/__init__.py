@@ -1,6 +1,16 @@
 """Pure positioning core: venue model, radio model, multilateration, tracking, zones and dwell."""
 
 from positioning.errors import PositioningError, VenueError
+from positioning.navigation import (
+    NavGraph,
+    NavigationError,
+    Route,
+    RoutePoint,
+    build_nav_graph,
+    route,
+    routes_from_waypoint,
+    waypoint_route,
+)
 from positioning.venue import (
     Anchor,
     Beacon,
@@ -28,19 +38,27 @@ __all__ = [
     "Connector",
     "ConnectorEnd",
     "Floor",
+    "NavGraph",
+    "NavigationError",
     "Origin",
     "Poi",
     "PositioningError",
+    "Route",
+    "RoutePoint",
     "Venue",
     "VenueError",
     "VenueInfo",
     "Walkable",
     "Zone",
     "dump_venue",
+    "build_nav_graph",
     "format_summary",
     "parse_venue",
+    "route",
+    "routes_from_waypoint",
     "summarize_venue",
     "validate_venue",
     "walkable_shape",
+    "waypoint_route",
     "zone_shape",
 ]

@@ -1,0 +1,76 @@
+"""``instore simulate`` and ``instore plan`` (dispatched lazily from ``api/cli.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Final
+
+from positioning.errors import PositioningError
+from positioning.venue import Venue, parse_venue
+from simulations.errors import SimulationError
+
+EXIT_BAD_INPUT: Final = 2
+
+
+def _error(message: str) -> int:
+    print(f"instore: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def read_venue(path: str | Path) -> Venue:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SimulationError(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SimulationError(f"{p}: cannot read venue file: {exc}") from None
+    return parse_venue(text, str(p))
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    try:
+        venue = read_venue(args.venue)
+        if args.shoppers < 0:
+            raise SimulationError(f"--shoppers must be >= 0, got {args.shoppers}")
+        if not args.duration > 0:
+            raise SimulationError(f"--duration must be > 0 seconds, got {args.duration:g}")
+        if not args.speed > 0:
+            raise SimulationError(f"--speed must be > 0, got {args.speed:g}")
+        if args.out:
+            return _simulate_to_files(venue, args)
+        from simulations.gateways import run_live
+
+        return int(run_live(venue, args))
+    except (SimulationError, PositioningError) as exc:
+        return _error(str(exc).splitlines()[0])
+
+
+def _simulate_to_files(venue: Venue, args: argparse.Namespace) -> int:
+    from simulations.scenario import simulate
+    from simulations.sim_files import write_result
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SimulationError(f"--out {out}: exists and is not a directory")
+    started = time.perf_counter()
+    result = simulate(venue, shoppers=args.shoppers, duration_s=args.duration, seed=args.seed)
+    write_result(result, out)
+    elapsed = time.perf_counter() - started
+    print(f"simulated {venue.id}: {len(result.shoppers)} shoppers, {len(result.devices)} devices heard, "
+          f"{len(result.readings)} readings, {len(result.visits)} stays over {args.duration:g} s "
+          f"in {elapsed:.1f} s; wrote {out}/")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    try:
+        venue = read_venue(args.venue)
+        from simulations.planner import run_plan
+
+        return int(run_plan(venue, Path(args.out) if args.out else Path(f"plan-{venue.id}"), args))
+    except (SimulationError, PositioningError) as exc:
+        return _error(str(exc).splitlines()[0])

@@ -1,0 +1,87 @@
+"""Writes a simulation to the ``instore locate`` files plus ground truth (ARCHITECTURE.md, CLI).
+
+``anchors.csv``          anchor,x,y,z,floor,rssi_1m,path_loss_n   (the venue's nominal values)
+``readings.csv``         t,device,anchor,rssi,tx_power[,scan]      (arrival order; scan in phone mode)
+``truth_positions.csv``  t,device,x,y,floor                       (one row per second per device inside)
+``truth_visits.csv``     device,zone,start,end                    (every stay, containing zones included)
+``truth_devices.csv``    device,kind,customer,has_app,opted_in,regular,tx_offset_db,tx_power,adv_interval_s
+``truth_shoppers.csv``   shopper,customer,devices,arrival,exit,passer_by,regular,inside_at_start
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from simulations.scenario import SimulationResult
+
+WRITE_CHUNK_ROWS: Final = 200_000  # rows formatted per write call
+
+
+def _fmt_num(values: npt.NDArray[np.float64], decimals: int) -> list[str]:
+    if decimals == 0:
+        return [str(v) for v in np.rint(values).astype(np.int64).tolist()]
+    return [f"{v:.{decimals}f}" for v in values.tolist()]
+
+
+def _write_csv(path: Path, header: Sequence[str], columns: Sequence[Sequence[str]]) -> Path:
+    n = len(columns[0]) if columns else 0
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(",".join(header) + "\n")
+        for lo in range(0, n, WRITE_CHUNK_ROWS):
+            hi = min(n, lo + WRITE_CHUNK_ROWS)
+            f.write("".join(",".join(row) + "\n" for row in zip(*(c[lo:hi] for c in columns), strict=True)))
+    return path
+
+
+def _strs(values: Iterable[object]) -> list[str]:
+    return [str(v) for v in values]
+
+
+def write_result(result: SimulationResult, out: Path) -> list[Path]:
+    """Write every file of the run into ``out`` (created if missing); returns the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    venue = result.venue
+    written: list[Path] = []
+    items = venue.anchors if result.mode == "gateway" else venue.beacons
+    written.append(_write_csv(out / "anchors.csv", ["anchor", "x", "y", "z", "floor", "rssi_1m", "path_loss_n"], [
+        [a.id for a in items], [f"{a.x:g}" for a in items], [f"{a.y:g}" for a in items], [f"{a.z:g}" for a in items],
+        [a.floor for a in items], [f"{a.rssi_1m:g}" for a in items], [f"{a.path_loss_n:g}" for a in items]]))
+
+    r = result.readings
+    header = ["t", "device", "anchor", "rssi", "tx_power"]
+    cols = [_fmt_num(r.t, 3), _strs(r.device.tolist()), _strs(r.anchor.tolist()), _fmt_num(r.rssi, 0),
+            _fmt_num(r.tx_power, 0)]
+    if result.mode == "phone":
+        header.append("scan")
+        cols.append(_strs(r.scan.tolist()))
+    written.append(_write_csv(out / "readings.csv", header, cols))
+
+    p = result.positions
+    written.append(_write_csv(out / "truth_positions.csv", ["t", "device", "x", "y", "floor"], [
+        _fmt_num(p.t, 3), _strs(p.device.tolist()), _fmt_num(p.x, 2), _fmt_num(p.y, 2), _strs(p.floor.tolist())]))
+
+    v = result.visits
+    written.append(_write_csv(out / "truth_visits.csv", ["device", "zone", "start", "end"], [
+        _strs(v.device.tolist()), _strs(v.zone.tolist()), _fmt_num(v.start, 3), _fmt_num(v.end, 3)]))
+
+    d = result.devices
+    written.append(_write_csv(out / "truth_devices.csv", [
+        "device", "kind", "customer", "has_app", "opted_in", "regular", "tx_offset_db", "tx_power", "adv_interval_s"], [
+        [x.id for x in d], [x.kind for x in d], [str(x.customer) for x in d], [str(int(x.has_app)) for x in d],
+        [str(int(x.opted_in)) for x in d], [str(int(x.regular)) for x in d], [f"{x.tx_offset_db:.1f}" for x in d],
+        [f"{x.tx_power:g}" for x in d], [f"{x.adv_interval_s:g}" for x in d]]))
+
+    heard = {x.id for x in d}
+    s = [x for x in result.shoppers if any(dev in heard for dev in x.devices)]
+    written.append(_write_csv(out / "truth_shoppers.csv", [
+        "shopper", "customer", "devices", "arrival", "exit", "passer_by", "regular", "inside_at_start"], [
+        [str(x.number) for x in s], [str(x.customer) for x in s],
+        [";".join(dev for dev in x.devices if dev in heard) for x in s], [f"{x.arrival_t:.3f}" for x in s],
+        ["" if x.exit_t is None else f"{x.exit_t:.3f}" for x in s], [str(int(x.passer_by)) for x in s],
+        [str(int(x.regular)) for x in s], [str(int(x.inside_at_start)) for x in s]]))
+    return written

@@ -72,16 +72,6 @@ def cmd_venue_show(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- demo
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from positioning.venue import Venue, format_summary
-
-    venue = _read_venue(args.venue or DEMO_VENUE)
-    assert isinstance(venue, Venue)
-    print(format_summary(venue))
-    print("the live engine is not wired yet (issue: engine service and live demo)")
-    return 0
-
-
 def _lazy(target: str) -> Callable[[argparse.Namespace], int]:
     """A command implemented in ``module:function``, imported only when that command runs.
 
@@ -138,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="stop after S seconds (wall clock)")
     p.add_argument("--mqtt", help="use this broker instead of the embedded one")
     p.add_argument("--http", default="127.0.0.1:8080", help="HOST:PORT of the API and dashboard")
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=_lazy("api.demo:cmd_demo"))
 
     p = sub.add_parser("serve", help="run the engine service against a broker")
     p.add_argument("--venue", required=True)

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     influx_bucket: str = "instore"
     retention_days: int = Field(default=90, ge=1, le=3650)
     log_level: str = "INFO"
+    mqtt_client_id: str | None = None  # default: instore-engine-<venue id> (fixed, so the broker keeps the session)
+    mqtt_shared_group: str | None = None  # subscribe as $share/<group>/... to split a venue's load between workers
 
     @field_validator("mqtt_url")
     @classmethod

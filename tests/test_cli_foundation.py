@@ -46,7 +46,9 @@ def test_venue_show_draws_png(tmp_path: Path) -> None:
 
 
 def test_demo_prints_venue_summary() -> None:
-    res = run("demo", "--duration", "1")
+    from simulations.local_broker import free_port
+
+    res = run("demo", "--duration", "1", "--http", f"127.0.0.1:{free_port()}")
     assert res.returncode == 0, res.stderr
     assert "Demo Mall (demo-mall)" in res.stdout
 

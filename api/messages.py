@@ -2,13 +2,14 @@
 
 Pure: ``decode_message(topic, payload, routes)`` returns a ``ReadingsIn`` or ``StatusIn`` or raises
 ``IngestError`` whose ``reason`` is the counter key (oversized, bad_json, schema, unknown_gateway,
-wrong_venue, topic_mismatch, unknown_topic, unknown_room, third_party).
+wrong_venue, topic_mismatch, unknown_topic, and the third-party adapters' reasons such as unknown_anchor
+or not_ibeacon). Third-party payloads are parsed by ``beacon_gateway.adapters``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -16,7 +17,15 @@ import numpy as np
 import numpy.typing as npt
 
 from api.errors import IngestError
-from beacon_gateway.wire import MAX_PAYLOAD_BYTES, OFFLINE_PAYLOAD, WireError, decode_batch
+from beacon_gateway.adapters import (
+    espresense_subscriptions,
+    is_espresense_topic,
+    is_theengs_topic,
+    parse_node_message,
+    theengs_subscriptions,
+)
+from beacon_gateway.errors import AdapterError, WireError
+from beacon_gateway.wire import MAX_PAYLOAD_BYTES, OFFLINE_PAYLOAD, decode_batch
 
 STATUS_JSON_MAX: Final = 16_384  # a gateway health document larger than this is refused
 
@@ -44,11 +53,6 @@ class StatusIn:
     health: dict[str, Any] = field(default_factory=dict)
 
 
-# A third-party adapter: (topic segments, payload) -> ReadingsIn. Provided by ``beacon_gateway.adapters``.
-# ``(topic, anchor, payload, received_t)``; third-party payloads carry no time, so the arrival time is used.
-ThirdPartyDecoder = Callable[[str, str, bytes, float], ReadingsIn]
-
-
 @dataclass(frozen=True, slots=True)
 class Routes:
     """What the ingest accepts: the venue id, its anchors, and the third-party prefixes."""
@@ -62,9 +66,9 @@ class Routes:
         root = f"instore/v1/{self.venue}/gw"
         subs = [f"{root}/+/readings", f"{root}/+/status"]
         if self.espresense_prefix:
-            subs.append(f"{self.espresense_prefix}/devices/#")
+            subs += espresense_subscriptions(self.espresense_prefix)
         if self.theengs_prefix:
-            subs.append(f"{self.theengs_prefix}/+/BTtoMQTT/#")
+            subs += theengs_subscriptions(self.theengs_prefix)
         return subs
 
 
@@ -83,17 +87,9 @@ def decode_message(topic: str, payload: bytes, routes: Routes, received_t: float
         if kind == "status":
             return _status(topic, gateway, payload)
         raise IngestError("unknown_topic", topic)
-    if routes.espresense_prefix and len(parts) >= 4 and parts[0] == routes.espresense_prefix \
-            and parts[1] == "devices":
-        room = parts[3]
-        if room not in routes.anchors:
-            raise IngestError("unknown_room", f"{topic}: room {room!r} is not an anchor of {routes.venue}")
-        return _third_party("espresense", topic, room, payload, received_t)
-    if routes.theengs_prefix and len(parts) >= 3 and parts[0] == routes.theengs_prefix and parts[2] == "BTtoMQTT":
-        gateway = parts[1]
-        if gateway not in routes.anchors:
-            raise IngestError("unknown_gateway", f"{topic}: gateway {gateway!r} is not an anchor of {routes.venue}")
-        return _third_party("theengs", topic, gateway, payload, received_t)
+    if (routes.espresense_prefix and is_espresense_topic(topic, routes.espresense_prefix)) or (
+            routes.theengs_prefix and is_theengs_topic(topic, routes.theengs_prefix)):
+        return _third_party(topic, payload, routes, received_t)
     raise IngestError("unknown_topic", topic)
 
 
@@ -129,19 +125,13 @@ def _status(topic: str, gateway: str, payload: bytes) -> StatusIn:
     return StatusIn(gateway, online=str(state).lower() != "offline", health=doc)
 
 
-def _third_party(kind: str, topic: str, anchor: str, payload: bytes, received_t: float) -> ReadingsIn:
-    decoder = _third_party_decoder(kind)
-    if decoder is None:
-        raise IngestError("third_party", f"{topic}: no {kind} adapter installed")
+def _third_party(topic: str, payload: bytes, routes: Routes, received_t: float) -> ReadingsIn:
+    """ESPresense / Theengs / OpenMQTTGateway: one reading, timed at arrival (their payloads carry no time)."""
     try:
-        return decoder(topic, anchor, payload, received_t)
-    except IngestError:
-        raise
-    except (ValueError, TypeError, KeyError) as exc:
-        raise IngestError(f"{kind}_schema", f"{topic}: {exc}") from None
-
-
-def _third_party_decoder(kind: str) -> ThirdPartyDecoder | None:
-    from api import third_party
-
-    return third_party.DECODERS.get(kind)
+        r = parse_node_message(topic, payload, received_t, espresense_prefix=routes.espresense_prefix or "\0",
+                               theengs_prefix=routes.theengs_prefix or "\0", anchors=routes.anchors)
+    except AdapterError as exc:
+        raise IngestError(exc.reason, f"{topic}: {exc.detail}") from None
+    source = "espresense" if is_espresense_topic(topic, routes.espresense_prefix) else "theengs"
+    return ReadingsIn(r.anchor, None, np.array([r.t]), np.array([r.beacon_id], dtype=object), np.array([r.rssi]),
+                      np.array([np.nan if r.tx_power is None else r.tx_power]), source=source)

@@ -93,7 +93,7 @@ def test_malformed_and_oversized_messages_are_survived_and_counted(engine: Engin
         pub.raw(topic, b'{"v": 1, "gw": "gw-1"}')
         pub.raw(topic, b"[" + b"1," * 1_100_000 + b"1]")  # 2.2 MB
         pub.raw(readings_topic(store_venue.id, "gw-404"), b"{}")
-        pub.raw("espresense/devices/x/nowhere", b"{}")
+        pub.raw("espresense/devices/x/nowhere", b"{}")  # a room that is not an anchor
         good = _stream(store_venue, 3, time.time() - 3, shoppers=2)
         for b in good:
             pub.batch(store_venue.id, b)
@@ -103,7 +103,7 @@ def test_malformed_and_oversized_messages_are_survived_and_counted(engine: Engin
     finally:
         pub.close()
     assert engine.pipeline.counters.errors == {"bad_json": 1, "schema": 1, "oversized": 1, "unknown_gateway": 1,
-                                               "unknown_room": 1}
+                                               "unknown_anchor": 1}
     assert engine.healthy
 
 

@@ -38,6 +38,7 @@ DEFAULT_OUTBOX_MAX_MB: Final = 256.0  # bounded disk on an SD card; oldest batch
 DEFAULT_INFLIGHT: Final = 32  # batches handed to the MQTT client at once (awaiting PUBACK)
 
 _SEGMENT: Final = r"^[^/#+\s]+$"
+_SECTIONS: Final = ("batch", "scanner", "allow", "tls")
 
 
 class _Strict(BaseModel):
@@ -163,6 +164,7 @@ def parse_gateway_config(text: str, source: str, base_dir: Path) -> GatewayFileC
         raise ConfigError("bad_yaml", f"{source}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise ConfigError("bad_config", f"{source}: expected a mapping of settings")
+    raw = {k: v for k, v in raw.items() if not (v is None and k in _SECTIONS)}  # `allow:` with only comments
     try:
         cfg = GatewayFileConfig.model_validate(raw)
     except ValidationError as exc:

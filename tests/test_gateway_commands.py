@@ -126,3 +126,24 @@ def test_firmware_bad_venue_is_a_one_line_error(tmp_path: Path) -> None:
     bad.write_text("schema: 1\nvenue: {id: x}\n")
     res = run("firmware", "generate", "--venue", str(bad), "--out", str(tmp_path / "fw"))
     assert res.returncode == 2 and res.stderr.decode().count("\n") == 1
+
+
+def test_gateway_bench_quick_writes_its_keys(tmp_path: Path) -> None:
+    out = tmp_path / "gw.json"
+    res = run("bench", "gateway", "--quick", "--json", str(out))
+    assert res.returncode == 0, res.stderr.decode()
+    result = json.loads(out.read_text())
+    for key in ("adverts_per_s", "baseline_adverts_per_s", "speedup", "cpu_adverts_per_s", "target_adverts_per_s"):
+        assert isinstance(result[key], int | float) and result[key] > 0
+    assert result["readings"] > 0 and result["batches"] > 0 and result["drops"]["not_beacon"] > 0
+
+
+def test_readme_decode_example_and_example_config() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8").splitlines()
+    i = next(n for n, line in enumerate(readme) if line.startswith("$ echo '") and "gateway decode" in line)
+    given = readme[i].split("'")[1]
+    res = run("gateway", "decode", stdin=(given + "\n").encode())
+    assert res.returncode == 0 and res.stdout.decode().strip() == readme[i + 1]
+    example = Path(__file__).resolve().parent.parent / "firmware_configs" / "gateway.example.yaml"
+    cfg = load_gateway_config(example)
+    assert (cfg.gateway, cfg.batch.period_s, cfg.scanner.watchdog_s) == ("gw-01", 1.0, 60)

@@ -3,10 +3,12 @@
 The engine service feeds it each window of MQTT readings; ``instore locate`` feeds it a file one
 second at a time. Both call ``push`` with columns and ``advance(now)``; ``advance`` processes every
 buffered reading with ``t <= now`` and returns one fix per device heard since the last call (its
-``t`` is the time of the device's latest reading) and the zone events that the fixes caused.
+``t`` is the time of the device's latest reading) and the zone events the fixes caused.
 
-This first version is a placeholder (weighted centroid, no hysteresis); the positioning issue
-replaces the internals behind the same interface.
+Per step: readings are filtered per (device, anchor) (trimmed mean and variance), every device is
+multilaterated in one batch solve (its fix seeds and rescues the track), the particle tracker moves
+and weighs each device's cloud (walls, floors, speed limits, censoring), the device's RSSI offset is
+refined, and zone hysteresis turns positions into stable zones and events.
 """
 
 from __future__ import annotations
@@ -17,13 +19,47 @@ from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
-from shapely import Point, prepared
 
-from positioning.venue import Venue, zone_shape
+from positioning.const import (
+    DEVICE_HEIGHT_M,
+    DEVICE_OFFSET_MAX_DB,
+    DEVICE_OFFSET_PRIOR_DB,
+    MAX_CENSOR_ANCHORS,
+    MIN_ANCHORS_FOR_OFFSET,
+    REFERENCE_TX_DBM,
+    RSSI_MAX_DBM,
+    RSSI_MIN_DBM,
+    SENSITIVITY_DBM,
+    SHADOWING_DB,
+    TX_POWER_PRIOR_DB,
+)
+from positioning.filtering import aggregate
+from positioning.maps import NO_ZONE, SiteMap, open_site_map, site_map_from_venue
+from positioning.multilateration import solve
+from positioning.problems import build_problem
+from positioning.radio import AnchorTable, anchor_table_from_venue, expected_rssi
+from positioning.tracking import PARTICLES, Observation, ParticleTracker, TrackEstimate
+from positioning.venue import Venue
+from positioning.zones import VISIT_GAP_S, ZoneHysteresis
 
 EventType = Literal["zone_enter", "zone_exit", "dwell", "visit_end", "floor_change"]
-RSSI_MIN_DBM: Final = -130.0
-RSSI_MAX_DBM: Final = 0.0
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+TX_IGNORE: Final = 0  # the anchor's rssi_1m is authoritative
+TX_IS_P0: Final = 1  # the advertised measured power is this anchor's 1 m power (a beacon without rssi_1m)
+TX_IS_DEVICE: Final = 2  # the device advertises it: an offset prior relative to REFERENCE_TX_DBM
+
+ALIVE_S: Final = 60.0  # an anchor that heard nothing this long is not used as censoring evidence
+SENSITIVITY_QUANTILE: Final = 0.01  # the weakest 1% of readings mark a receiver's sensitivity
+SENSITIVITY_MIN_READINGS: Final = 500  # below this many readings keep the default sensitivity
+PACKET_LOSS: Final = 0.3  # chance a receiver in range misses one advert; silence after k adverts: 0.3**k
+OFFSET_PROCESS_DB2_PER_S: Final = 0.02  # a device's offset drifts slowly (phone moved to a pocket)
+OFFSET_MIN_MARGIN_DB: Final = 10.0  # only readings this far above sensitivity inform the offset
+NEIGHBOURS: Final = 16  # anchors per anchor considered for censoring
+OFFSET_WINDOW_FLOOR_DB: Final = 4.0  # least noise of one window's offset estimate
+OFFSET_MIN_SD_DB: Final = 1.5  # a device's offset is never known better than this
+FIX_OFFSET_MIN_SD_DB: Final = 4.0  # the per-window fix keeps freedom in the offset so it can rescue a track
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +73,14 @@ class Readings:
     tx_power: npt.NDArray[np.float64]
 
     @staticmethod
-    def from_columns(t: Sequence[float] | npt.ArrayLike, device: Sequence[str] | npt.ArrayLike,
-                     anchor: Sequence[str] | npt.ArrayLike, rssi: Sequence[float] | npt.ArrayLike,
-                     tx_power: Sequence[float | None] | npt.ArrayLike | None = None) -> Readings:
+    def from_columns(t: npt.ArrayLike, device: npt.ArrayLike, anchor: npt.ArrayLike, rssi: npt.ArrayLike,
+                     tx_power: npt.ArrayLike | None = None) -> Readings:
         t_arr = np.asarray(t, dtype=np.float64)
         n = t_arr.shape[0]
-        tx = np.full(n, np.nan) if tx_power is None else np.array(
-            [np.nan if v is None else v for v in tx_power], dtype=np.float64)  # type: ignore[union-attr]
+        if tx_power is None:
+            tx = np.full(n, np.nan)
+        else:
+            tx = np.array([np.nan if v is None else v for v in np.asarray(tx_power, dtype=object)], dtype=np.float64)
         return Readings(t_arr, np.asarray(device, dtype=object), np.asarray(anchor, dtype=object),
                         np.asarray(rssi, dtype=np.float64), tx)
 
@@ -91,74 +128,299 @@ class AnchorInfo:
 
 
 def anchors_from_venue(venue: Venue) -> tuple[AnchorInfo, ...]:
+    """Anchors and beacons of a venue as plain records (kept for callers of the first interface)."""
     out = [AnchorInfo(a.id, a.x, a.y, a.z, a.floor, a.rssi_1m, a.path_loss_n) for a in venue.anchors]
     out += [AnchorInfo(b.id, b.x, b.y, b.z, b.floor, b.rssi_1m, b.path_loss_n) for b in venue.beacons]
     return tuple(out)
 
 
+@dataclass(frozen=True, slots=True)
+class LocatorConfig:
+    device_height: float = DEVICE_HEIGHT_M
+    seed: int = 0
+    particles: int = PARTICLES
+    zone_delay_s: float | None = None  # None: positioning.zones.ZONE_SWITCH_DELAY_S
+
+
+@dataclass(slots=True)
+class _Device:
+    offset: float = 0.0
+    offset_var: float = DEVICE_OFFSET_PRIOR_DB**2
+    offset_t: float = -np.inf
+    prior_set: bool = False
+    floor: int = -1
+    last_t: float = -np.inf
+    zones: ZoneHysteresis = field(default_factory=ZoneHysteresis)
+
+
 class LiveLocator:
     """Causal, incremental positioning of many devices. Not thread-safe: one owner calls it."""
 
-    def __init__(self, anchors: Sequence[AnchorInfo], venue: Venue | None = None) -> None:
-        self._anchors = {a.id: a for a in anchors}
-        self._venue = venue
-        self._buffer: list[Readings] = []
-        self._zone: dict[str, str | None] = {}
-        self._zones = [] if venue is None else [
-            (z.id, z.floor, prepared.prep(zone_shape(z)), zone_shape(z).area) for z in venue.zones]
+    def __init__(self, anchors: AnchorTable | Sequence[AnchorInfo], venue: Venue | None = None,
+                 config: LocatorConfig | None = None, site: SiteMap | None = None,
+                 tx_use: IntArray | None = None) -> None:
+        self.cfg = config or LocatorConfig()
+        if isinstance(anchors, AnchorTable):
+            table = anchors
+        elif venue is not None:
+            table = anchor_table_from_venue(venue)
+        else:
+            from positioning.radio import anchor_table as make_table
 
+            table = make_table([a.id for a in anchors], [a.x for a in anchors], [a.y for a in anchors],
+                               [a.z for a in anchors], [a.floor or "" for a in anchors],
+                               [a.rssi_1m for a in anchors], [a.path_loss_n for a in anchors])
+        self.anchors = table
+        self.venue = venue
+        self.site = site or (site_map_from_venue(venue, table) if venue is not None else open_site_map(table))
+        self.index = dict(table.index)
+        n_a = len(table)
+        if tx_use is None:
+            kinds = {a.id: TX_IS_DEVICE for a in venue.anchors} if venue is not None else {}
+            tx_use = np.array([kinds.get(a, TX_IGNORE) for a in table.ids], dtype=np.int64)
+        self.tx_use = tx_use
+        self.tracker = ParticleTracker(table, self.site, self.cfg.device_height, self.cfg.particles, self.cfg.seed)
+        self.devices: dict[str, _Device] = {}
+        self.anchor_last = np.full(n_a, -np.inf)
+        self.rssi_hist = np.zeros(int(RSSI_MAX_DBM - RSSI_MIN_DBM) + 1, dtype=np.int64)
+        self._buf: list[Readings] = []
+        self._chain = {zid: self.site.zone_chain(k) for k, zid in enumerate(self.site.zone_ids)}
+        self._neighbours = self._anchor_neighbours()
+        self._bounds = np.array([r.bounds for r in self.site.floors], dtype=np.float64)
+
+    @classmethod
+    def from_venue(cls, venue: Venue, config: LocatorConfig | None = None) -> LiveLocator:
+        return cls(anchor_table_from_venue(venue), venue, config)
+
+    # ------------------------------------------------------------------ input
     def push(self, readings: Readings) -> Mapping[str, int]:
         """Buffer readings (any order). Returns drops by reason (unknown anchor, implausible RSSI)."""
-        known = np.array([a in self._anchors for a in readings.anchor], dtype=bool)
+        idx = np.fromiter((self.index.get(a, -1) for a in readings.anchor), dtype=np.int64, count=len(readings))
+        known = idx >= 0
         plausible = np.isfinite(readings.rssi) & (readings.rssi <= RSSI_MAX_DBM) & (readings.rssi >= RSSI_MIN_DBM)
+        plausible &= np.isfinite(readings.t)
         keep = known & plausible
-        self._buffer.append(Readings(readings.t[keep], readings.device[keep], readings.anchor[keep],
-                                     readings.rssi[keep], readings.tx_power[keep]))
-        return {"unknown_anchor": int((~known).sum()), "implausible_rssi": int((known & ~plausible).sum())}
+        if keep.any():
+            self._buf.append(Readings(readings.t[keep], readings.device[keep], idx[keep].astype(object),
+                                      readings.rssi[keep], readings.tx_power[keep]))
+        drops = {}
+        if (~known).any():
+            drops["unknown_anchor"] = int((~known).sum())
+        if (known & ~plausible).any():
+            drops["implausible_rssi"] = int((known & ~plausible).sum())
+        return drops
 
+    # ------------------------------------------------------------------ one step
     def advance(self, now: float) -> StepResult:
-        if not self._buffer:
-            return StepResult((), (), {})
-        allr = _concat(self._buffer)
+        if not self._buf:
+            return StepResult((), tuple(self._expire(now)), {})
+        allr = _concat(self._buf)
         due = allr.t <= now
+        if not due.any():
+            return StepResult((), tuple(self._expire(now)), {})
         later = ~due
-        self._buffer = [Readings(allr.t[later], allr.device[later], allr.anchor[later], allr.rssi[later],
-                                 allr.tx_power[later])] if later.any() else []
-        fixes: list[Fix] = []
-        events: list[ZoneEvent] = []
-        for dev in sorted(set(allr.device[due].tolist())):
-            m = due & (allr.device == dev)
-            anchors = [self._anchors[a] for a in allr.anchor[m]]
-            w = 10.0 ** (allr.rssi[m] / 10.0)
-            x = float(np.sum(w * np.array([a.x for a in anchors])) / w.sum())
-            y = float(np.sum(w * np.array([a.y for a in anchors])) / w.sum())
-            floor = anchors[int(np.argmax(allr.rssi[m]))].floor
-            t = float(allr.t[m].max())
-            zone = self._innermost(floor, x, y)
-            prev = self._zone.get(dev)
-            if zone != prev:
-                if prev is not None:
-                    events.append(ZoneEvent("zone_exit", dev, t, prev, floor))
-                if zone is not None:
-                    events.append(ZoneEvent("zone_enter", dev, t, zone, floor))
-                self._zone[dev] = zone
-            fixes.append(Fix(dev, t, x, y, floor, 5.0, zone))
+        self._buf = [_take(allr, later)] if later.any() else []
+        r = _take(allr, due)
+        anchor = r.anchor.astype(np.int64)
+        self._observe_anchors(anchor, r.t, r.rssi)
+        dev_ids, dev_code = np.unique(r.device.astype(str), return_inverse=True)
+        dev_code = dev_code.astype(np.int64)
+        devices = [str(d) for d in dev_ids]
+        t_fix = np.full(len(devices), -np.inf)
+        np.maximum.at(t_fix, dev_code, r.t)
+        for k, d in enumerate(devices):
+            st = self.devices.get(d)
+            if st is None:
+                st = self.devices[d] = _Device()
+            if not st.prior_set:
+                self._set_offset_prior(st, r, dev_code == k, anchor)
+
+        # Phone-mode beacons without a 1 m power take the advertised one.
+        p0_reading = self.anchors.rssi_1m[anchor].copy()
+        use_tx = (self.tx_use[anchor] == TX_IS_P0) & np.isfinite(r.tx_power)
+        p0_reading[use_tx] = r.tx_power[use_tx]
+        agg = aggregate(dev_code, anchor, r.rssi)
+        # Mean 1 m power per (device, anchor) group, in the order aggregate returns the groups.
+        order = np.lexsort((anchor, dev_code))
+        key = dev_code[order] * len(self.anchors) + anchor[order]
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        p0_group = np.add.reduceat(p0_reading[order], starts) / np.diff(np.r_[starts, key.shape[0]])
+
+        sens = self._sensitivity()
+        offsets = np.array([self.devices[d].offset for d in devices])
+        off_sd = np.array([np.sqrt(self.devices[d].offset_var) for d in devices])
+        alive = now - self.anchor_last <= ALIVE_S
+        prob, heard_idx, heard_mean, heard_var, max_count, heard_any = build_problem(
+            self.anchors, self.site, agg.group, agg.anchor, agg.mean, agg.var, agg.count, p0_group, len(devices),
+            offsets, np.maximum(off_sd, FIX_OFFSET_MIN_SD_DB), sens, self.cfg.device_height, alive)
+        floor_guess = self.anchors.floor[heard_idx[:, 0]]
+        cens_idx = self._censor_candidates(heard_idx, heard_any, alive)
+        sol = solve(prob)
+        fix_ok = (heard_idx >= 0).sum(axis=1) >= 3
+        fx = np.where(fix_ok, sol.x, np.nan)
+        fy = np.where(fix_ok, sol.y, np.nan)
+        # Fall back to the strongest anchors when fewer than three heard.
+        sx, sy, sacc = self._fallback(heard_idx, heard_mean, offsets)
+        init_x = np.where(fix_ok, sol.x, sx)
+        init_y = np.where(fix_ok, sol.y, sy)
+        init_acc = np.where(fix_ok, sol.accuracy_m, sacc)
+
+        obs = Observation(heard_idx, heard_mean, heard_var, cens_idx, offsets, off_sd**2, np.full(len(devices), sens),
+                          PACKET_LOSS ** max_count.astype(np.float64))
+        est = self.tracker.step(devices, t_fix, obs, np.where(fix_ok, fx, init_x), np.where(fix_ok, fy, init_y),
+                                floor_guess, init_acc)
+        self._update_offsets(devices, t_fix, est, heard_idx, heard_mean, sens)
+        fixes, events = self._zones_and_fixes(devices, t_fix, est)
+        events.extend(self._expire(now))
         return StepResult(tuple(fixes), tuple(events), {})
 
-    def _innermost(self, floor: str | None, x: float, y: float) -> str | None:
-        p = Point(x, y)
-        best: tuple[float, str] | None = None
-        for zid, zfloor, shape, area in self._zones:
-            if zfloor == floor and shape.contains(p) and (best is None or area < best[0]):
-                best = (area, zid)
-        return None if best is None else best[1]
+    # ------------------------------------------------------------------ pieces
+    def _observe_anchors(self, anchor: IntArray, t: FloatArray, rssi: FloatArray) -> None:
+        np.maximum.at(self.anchor_last, anchor, t)
+        bins = np.clip(np.round(rssi - RSSI_MIN_DBM).astype(np.int64), 0, self.rssi_hist.shape[0] - 1)
+        self.rssi_hist += np.bincount(bins, minlength=self.rssi_hist.shape[0])
 
+    def _sensitivity(self) -> float:
+        total = int(self.rssi_hist.sum())
+        if total < SENSITIVITY_MIN_READINGS:
+            return SENSITIVITY_DBM
+        k = int(np.searchsorted(np.cumsum(self.rssi_hist), SENSITIVITY_QUANTILE * total))
+        return float(RSSI_MIN_DBM + k - 1.0)
+
+    def _set_offset_prior(self, st: _Device, r: Readings, mine: npt.NDArray[np.bool_], anchor: IntArray) -> None:
+        dev_tx = mine & (self.tx_use[anchor] == TX_IS_DEVICE) & np.isfinite(r.tx_power)
+        if dev_tx.any():
+            st.offset = float(np.median(r.tx_power[dev_tx]) - REFERENCE_TX_DBM)
+            st.offset_var = TX_POWER_PRIOR_DB**2
+        st.prior_set = True
+
+    def _anchor_neighbours(self) -> IntArray:
+        a = self.anchors
+        n = len(a)
+        d = np.hypot(a.x[:, None] - a.x[None, :], a.y[:, None] - a.y[None, :])
+        d = np.where(a.floor[:, None] == a.floor[None, :], d, np.inf)
+        np.fill_diagonal(d, 0.0)
+        m = min(NEIGHBOURS, n)
+        nb = np.argsort(d, axis=1, kind="stable")[:, :m]
+        return np.where(np.isfinite(np.take_along_axis(d, nb, axis=1)), nb, -1).astype(np.int64)
+
+    def _censor_candidates(self, heard_idx: IntArray, heard_any: npt.NDArray[np.bool_],
+                           alive: npt.NDArray[np.bool_]) -> IntArray:
+        """Neighbours of each device's strongest anchor that are alive and did not hear it at all."""
+        nb = self._neighbours[heard_idx[:, 0]]  # (D, M)
+        nbc = np.where(nb >= 0, nb, 0)
+        rows = np.arange(nb.shape[0])[:, None]
+        cand = (nb >= 0) & alive[nbc] & ~heard_any[rows, nbc]
+        pick = np.argsort(~cand, axis=1, kind="stable")[:, :MAX_CENSOR_ANCHORS]
+        return np.where(np.take_along_axis(cand, pick, 1), np.take_along_axis(nb, pick, 1), -1)
+
+    def _fallback(self, heard_idx: IntArray, heard_mean: FloatArray,
+                  offsets: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """One or two anchors heard: near the strongest (between the two), with an honest spread."""
+        a = self.anchors
+        i0 = heard_idx[:, 0]
+        i1 = np.where(heard_idx[:, 1] >= 0, heard_idx[:, 1], i0)
+        d0 = _range(a.rssi_1m[i0] + offsets, a.path_loss_n[i0], heard_mean[:, 0])
+        d1 = _range(a.rssi_1m[i1] + offsets, a.path_loss_n[i1], np.where(heard_idx[:, 1] >= 0, heard_mean[:, 1],
+                                                                        heard_mean[:, 0]))
+        f = np.where(i1 != i0, d0 / np.maximum(d0 + d1, 1e-9), 0.0)
+        x = a.x[i0] + (a.x[i1] - a.x[i0]) * f
+        y = a.y[i0] + (a.y[i1] - a.y[i0]) * f
+        acc = np.maximum(np.maximum(d0, 3.0), np.hypot(a.x[i1] - a.x[i0], a.y[i1] - a.y[i0]) / 2)
+        return x, y, acc
+
+    def _update_offsets(self, devices: list[str], t: FloatArray, est: TrackEstimate, heard_idx: IntArray,
+                        heard_mean: FloatArray, sens: float) -> None:
+        a = self.anchors
+        heard = heard_idx >= 0
+        hi = np.where(heard, heard_idx, 0)
+        mu0 = expected_rssi(a, hi, est.x[:, None], est.y[:, None], est.floor[:, None], self.cfg.device_height)
+        strong = heard & (heard_mean > sens + OFFSET_MIN_MARGIN_DB)
+        resid = np.where(strong, heard_mean - mu0, np.nan)
+        n_strong = strong.sum(axis=1)
+        for k, d in enumerate(devices):
+            st = self.devices[d]
+            if n_strong[k] < MIN_ANCHORS_FOR_OFFSET:
+                continue
+            z = float(np.nanmedian(resid[k]))
+            # Position errors bias a window's offset estimate: a floor on its noise keeps the
+            # offset from locking onto a wrong position (far away + strong vs near + weak).
+            meas_var = SHADOWING_DB**2 / n_strong[k] + OFFSET_WINDOW_FLOOR_DB**2
+            if np.isfinite(st.offset_t):
+                st.offset_var += OFFSET_PROCESS_DB2_PER_S * max(0.0, float(t[k]) - st.offset_t)
+            gain = st.offset_var / (st.offset_var + meas_var)
+            st.offset = float(np.clip(st.offset + gain * (z - st.offset), -DEVICE_OFFSET_MAX_DB, DEVICE_OFFSET_MAX_DB))
+            st.offset_var = max((1.0 - gain) * st.offset_var, OFFSET_MIN_SD_DB**2)
+            st.offset_t = float(t[k])
+
+    def _zones_and_fixes(self, devices: list[str], t: FloatArray,
+                         est: TrackEstimate) -> tuple[list[Fix], list[ZoneEvent]]:
+        fixes: list[Fix] = []
+        events: list[ZoneEvent] = []
+        raw = np.full(len(devices), NO_ZONE, dtype=np.int64)
+        for f, raster in enumerate(self.site.floors):
+            m = est.floor == f
+            if m.any():
+                raw[m] = raster.zone_at(est.x[m], est.y[m])
+        delay = self.cfg.zone_delay_s
+        for k, d in enumerate(devices):
+            st = self.devices[d]
+            fl = int(est.floor[k])
+            floor_id = self.anchors.floor_ids[fl] or None
+            tk = float(t[k])
+            if st.floor >= 0 and st.floor != fl:
+                events.append(ZoneEvent("floor_change", d, tk, None, floor_id,
+                                        {"from": self.anchors.floor_ids[st.floor] or None}))
+            st.floor = fl
+            st.last_t = tk
+            raw_zone = self.site.zone_ids[raw[k]] if raw[k] != NO_ZONE else None
+            changes = (st.zones.update(tk, raw_zone, self._chain) if delay is None
+                       else st.zones.update(tk, raw_zone, self._chain, delay))
+            for c in changes:
+                extra: dict[str, Any] = {"since": round(c.since, 3), **c.extra}
+                events.append(ZoneEvent(c.kind, d, tk, c.zone, floor_id, extra))
+            fixes.append(Fix(d, tk, float(est.x[k]), float(est.y[k]), floor_id, float(est.accuracy_m[k]),
+                             st.zones.current))
+        return fixes, events
+
+    def _expire(self, now: float) -> list[ZoneEvent]:
+        """Devices unseen for VISIT_GAP_S: their visit ends, they leave every zone."""
+        out: list[ZoneEvent] = []
+        for d, st in list(self.devices.items()):
+            if np.isfinite(st.last_t) and now - st.last_t > VISIT_GAP_S:
+                floor_id = self.anchors.floor_ids[st.floor] or None if st.floor >= 0 else None
+                for c in st.zones.close(st.last_t):
+                    out.append(ZoneEvent(c.kind, d, st.last_t, c.zone, floor_id, dict(c.extra)))
+                out.append(ZoneEvent("visit_end", d, st.last_t, None, floor_id, {}))
+                self.tracker.forget(d)
+                del self.devices[d]
+        return out
+
+    # ------------------------------------------------------------------ persistence
     def snapshot(self) -> dict[str, Any]:
-        """JSON-serialisable state to persist (zone membership), for restart without re-entering stays."""
-        return {"zone": dict(self._zone)}
+        """JSON-serialisable state (zone membership, device offsets) for a restart without re-entering stays."""
+        return {"devices": {d: {"offset": st.offset, "offset_var": st.offset_var, "floor": st.floor,
+                                "last_t": st.last_t if np.isfinite(st.last_t) else None,
+                                "zones": st.zones.to_state()} for d, st in self.devices.items()}}
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        self._zone = dict(state.get("zone", {}))
+        devs = state.get("devices", {})
+        if not isinstance(devs, Mapping):
+            return
+        for d, s in devs.items():
+            st = _Device(offset=float(s.get("offset", 0.0)), offset_var=float(s.get("offset_var", 64.0)),
+                         prior_set=True, floor=int(s.get("floor", -1)),
+                         last_t=float(s["last_t"]) if s.get("last_t") is not None else -np.inf,
+                         zones=ZoneHysteresis.from_state(s.get("zones", {})))
+            self.devices[str(d)] = st
+
+
+def _range(p0: FloatArray, n: FloatArray, rssi: FloatArray) -> FloatArray:
+    return np.asarray(np.clip(10.0 ** ((p0 - rssi) / (10.0 * n)), 0.5, 60.0), dtype=np.float64)
+
+
+def _take(r: Readings, m: npt.NDArray[np.bool_]) -> Readings:
+    return Readings(r.t[m], r.device[m], r.anchor[m], r.rssi[m], r.tx_power[m])
 
 
 def _concat(parts: list[Readings]) -> Readings:

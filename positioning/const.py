@@ -1,0 +1,41 @@
+"""Tuning constants of the positioning core, each with the reason for its value."""
+
+from __future__ import annotations
+
+from typing import Final
+
+LN10: Final = 2.302585092994046
+
+# --- Radio channel -------------------------------------------------------------------------------
+REFERENCE_TX_DBM: Final = -59.0  # iBeacon measured power of a typical tag; anchors' rssi_1m refer to it
+DEVICE_HEIGHT_M: Final = 1.2  # phone in a hand or a pocket, tag on a cart
+MIN_DISTANCE_M: Final = 0.5  # path-loss model is meaningless in the near field
+SHADOWING_DB: Final = 6.0  # indoor shadowing sigma (4-8 dB in the literature)
+FAST_FADING_DB: Final = 4.0  # per-packet spread (channels, multipath) that averaging removes
+WINDOW_CORRELATED_DB: Final = 3.5  # part of shadowing that stays correlated over a 1-2 s window
+SENSITIVITY_DBM: Final = -97.0  # typical BLE receiver sensitivity; silence below it is censoring
+FLOOR_LOSS_DB: Final = 18.0  # a concrete slab between floors (15-20 dB)
+RSSI_MIN_DBM: Final = -130.0  # below: a corrupt packet
+RSSI_MAX_DBM: Final = 0.0  # above: a corrupt packet
+PATH_LOSS_N_BOUNDS: Final = (1.3, 4.5)  # physical range for indoor exponents
+RSSI_1M_BOUNDS: Final = (-90.0, -30.0)  # physical range for the 1 m reference power
+DEVICE_OFFSET_PRIOR_DB: Final = 8.0  # phones differ by up to ~20 dB: a wide prior on a device's offset
+TX_POWER_PRIOR_DB: Final = 4.0  # the advertised measured power helps only when set honestly
+DEVICE_OFFSET_MAX_DB: Final = 25.0  # beyond this an offset estimate is a solver failure, not a phone
+MIN_ANCHORS_FOR_OFFSET: Final = 4  # solving x, y and an offset together needs >= 4 receivers
+
+# --- Window filter -------------------------------------------------------------------------------
+WINDOW_S: Final = 1.0  # positions are produced per second
+FILTER_HISTORY_S: Final = 2.0  # readings older than this (relative to the window end) are not averaged
+TRIM_FRACTION: Final = 0.2  # trimmed mean: drop the top and bottom 20% of a window's readings
+MAX_ANCHORS_PER_FIX: Final = 12  # the strongest receivers carry the information; more only costs time
+
+# --- Multilateration -----------------------------------------------------------------------------
+HUBER_K: Final = 1.5  # robust loss threshold in standard deviations
+SOLVER_ITERATIONS: Final = 25  # Gauss-Newton / Levenberg-Marquardt steps; converges in < 10 usually
+SOLVER_TOL_M: Final = 1e-7  # step size below which a fix has converged
+CENSOR_MARGIN_DB: Final = 6.0  # an unheard receiver counts only where it was predicted this much above sensitivity
+MAX_CENSOR_ANCHORS: Final = 6  # nearest unheard receivers used to push a fix away
+BOUNDS_MARGIN_M: Final = 2.0  # fixes may sit this far outside the anchors' hull when there is no floor outline
+ACCURACY_MIN_M: Final = 0.5  # never claim better than this
+ACCURACY_MAX_M: Final = 60.0

@@ -1,0 +1,183 @@
+"""Rasterised venue maps for fast vectorized lookups: walkable cells, innermost zone, nearest walkable.
+
+A ``SiteMap`` has one raster per floor (same indices as the ``AnchorTable``'s floors). Built from a
+venue (walkable areas with their holes, zones) or, without a venue, as open rectangles around the
+anchors. Connectors are kept as arrays for the tracker's floor changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+from scipy import ndimage
+
+from positioning.const import ACCURACY_MAX_M
+from positioning.radio import AnchorTable
+from positioning.venue import Venue, walkable_shape, zone_shape
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+RASTER_RES_M = 0.25  # fine enough for 0.3 m walls; a 120 x 80 m floor is 154k cells
+OPEN_MARGIN_M = 3.0  # without a venue, devices may be this far outside the anchors' bounding box
+OPEN_MARGIN_FRACTION = 0.05  # ... or this fraction of its size, whichever is larger
+MAX_RASTER_CELLS = 4_000_000  # coarsen the raster for very large open areas
+NO_ZONE = -1
+
+
+@dataclass(frozen=True, slots=True)
+class FloorRaster:
+    x0: float
+    y0: float
+    res: float
+    walkable: BoolArray  # (ny, nx)
+    zone: npt.NDArray[np.int32]  # (ny, nx) index into SiteMap.zone_ids of the innermost zone, or -1
+    nearest_i: npt.NDArray[np.int32]  # (ny, nx) row of the nearest walkable cell
+    nearest_j: npt.NDArray[np.int32]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.walkable.shape[0]), int(self.walkable.shape[1]))
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        ny, nx = self.shape
+        return (self.x0, self.y0, self.x0 + nx * self.res, self.y0 + ny * self.res)
+
+    def cells(self, x: FloatArray, y: FloatArray) -> tuple[IntArray, IntArray, BoolArray]:
+        ny, nx = self.shape
+        j = np.floor((x - self.x0) / self.res).astype(np.int64)
+        i = np.floor((y - self.y0) / self.res).astype(np.int64)
+        inside = (i >= 0) & (i < ny) & (j >= 0) & (j < nx)
+        return np.clip(i, 0, ny - 1), np.clip(j, 0, nx - 1), inside
+
+    def is_walkable(self, x: FloatArray, y: FloatArray) -> BoolArray:
+        i, j, inside = self.cells(x, y)
+        return np.asarray(inside & self.walkable[i, j], dtype=bool)
+
+    def zone_at(self, x: FloatArray, y: FloatArray) -> npt.NDArray[np.int32]:
+        i, j, inside = self.cells(x, y)
+        return np.where(inside, self.zone[i, j], NO_ZONE).astype(np.int32)
+
+    def snap(self, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Points moved to the nearest walkable cell centre when they are not walkable."""
+        i, j, inside = self.cells(x, y)
+        ok = inside & self.walkable[i, j]
+        ni, nj = self.nearest_i[i, j], self.nearest_j[i, j]
+        sx = np.where(ok, x, self.x0 + (nj + 0.5) * self.res)
+        sy = np.where(ok, y, self.y0 + (ni + 0.5) * self.res)
+        return sx, sy
+
+
+@dataclass(frozen=True, slots=True)
+class SiteMap:
+    floors: tuple[FloorRaster, ...]
+    zone_ids: tuple[str, ...]
+    zone_parent: tuple[int, ...]  # index of the smallest zone containing each zone, or -1
+    zone_floor: tuple[int, ...]
+    # Connectors as columns: an end on floor fa at (xa, ya) leads to floor fb at (xb, yb), both ways.
+    conn_fa: IntArray
+    conn_xa: FloatArray
+    conn_ya: FloatArray
+    conn_fb: IntArray
+    conn_xb: FloatArray
+    conn_yb: FloatArray
+    has_venue: bool
+
+    def zone_chain(self, zone_index: int) -> tuple[str, ...]:
+        """The zone and every zone containing it, innermost first."""
+        out: list[str] = []
+        k = zone_index
+        while k != NO_ZONE:
+            out.append(self.zone_ids[k])
+            k = self.zone_parent[k]
+        return tuple(out)
+
+
+def _grid(bounds: tuple[float, float, float, float], res: float) -> tuple[float, float, int, int, float]:
+    x0, y0, x1, y1 = bounds
+    while ((x1 - x0) / res) * ((y1 - y0) / res) > MAX_RASTER_CELLS:
+        res *= 2.0
+    nx = max(1, int(np.ceil((x1 - x0) / res)))
+    ny = max(1, int(np.ceil((y1 - y0) / res)))
+    return x0, y0, nx, ny, res
+
+
+def _nearest(walkable: BoolArray) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    if not walkable.any():
+        ny, nx = walkable.shape
+        ii, jj = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+        return ii.astype(np.int32), jj.astype(np.int32)
+    _, (ni, nj) = ndimage.distance_transform_edt(~walkable, return_indices=True)
+    return ni.astype(np.int32), nj.astype(np.int32)
+
+
+def site_map_from_venue(venue: Venue, anchors: AnchorTable) -> SiteMap:
+    zones = list(venue.zones)
+    shapes = [zone_shape(z) for z in zones]
+    areas = np.array([s.area for s in shapes])
+    parent = []
+    for k, (z, s) in enumerate(zip(zones, shapes, strict=True)):
+        best, best_area = NO_ZONE, np.inf
+        grown = s.buffer(-0.01)
+        for m, (z2, s2) in enumerate(zip(zones, shapes, strict=True)):
+            if m != k and z2.floor == z.floor and areas[m] > areas[k] and areas[m] < best_area \
+                    and s2.buffer(0.02).covers(grown):
+                best, best_area = m, areas[m]
+        parent.append(best)
+    floor_index = {f: i for i, f in enumerate(anchors.floor_ids)}
+    rasters = []
+    for f in venue.floors:
+        xs = [p[0] for p in f.outline]
+        ys = [p[1] for p in f.outline]
+        x0, y0, nx, ny, res = _grid((min(xs), min(ys), max(xs), max(ys)), RASTER_RES_M)
+        cx = x0 + (np.arange(nx) + 0.5) * res
+        cy = y0 + (np.arange(ny) + 0.5) * res
+        gx, gy = np.meshgrid(cx, cy)
+        walk_geom = walkable_shape(venue, f.id)
+        shapely.prepare(walk_geom)
+        walkable = shapely.contains_xy(walk_geom, gx, gy)
+        zone = np.full((ny, nx), NO_ZONE, dtype=np.int32)
+        for k in np.argsort(-areas):  # largest first, so the innermost zone paints last
+            if zones[k].floor != f.id:
+                continue
+            zs = shapes[k]
+            shapely.prepare(zs)
+            zone[shapely.contains_xy(zs, gx, gy)] = k
+        ni, nj = _nearest(walkable)
+        rasters.append(FloorRaster(x0, y0, res, walkable, zone, ni, nj))
+    ordered = tuple(rasters[[fl.id for fl in venue.floors].index(fid)] for fid in anchors.floor_ids)
+    fa, xa, ya, fb, xb, yb = [], [], [], [], [], []
+    for c in venue.connectors:
+        for p, q in ((c.a, c.b), (c.b, c.a)):
+            fa.append(floor_index[p.floor])
+            xa.append(p.x)
+            ya.append(p.y)
+            fb.append(floor_index[q.floor])
+            xb.append(q.x)
+            yb.append(q.y)
+    return SiteMap(ordered, tuple(z.id for z in zones), tuple(parent), tuple(floor_index[z.floor] for z in zones),
+                   np.array(fa, dtype=np.int64), np.array(xa, dtype=np.float64), np.array(ya, dtype=np.float64),
+                   np.array(fb, dtype=np.int64), np.array(xb, dtype=np.float64), np.array(yb, dtype=np.float64),
+                   has_venue=True)
+
+
+def open_site_map(anchors: AnchorTable) -> SiteMap:
+    """Without a venue: every floor is an open rectangle around all anchors (plus a margin)."""
+    x0, x1 = float(anchors.x.min()), float(anchors.x.max())
+    y0, y1 = float(anchors.y.min()), float(anchors.y.max())
+    margin = max(OPEN_MARGIN_M, OPEN_MARGIN_FRACTION * max(x1 - x0, y1 - y0))
+    margin = min(margin, ACCURACY_MAX_M)
+    gx0, gy0, nx, ny, res = _grid((x0 - margin, y0 - margin, x1 + margin, y1 + margin), RASTER_RES_M * 2)
+    walkable = np.ones((ny, nx), dtype=bool)
+    zone = np.full((ny, nx), NO_ZONE, dtype=np.int32)
+    ni, nj = _nearest(walkable)
+    raster = FloorRaster(gx0, gy0, res, walkable, zone, ni, nj)
+    empty_i = np.zeros(0, dtype=np.int64)
+    empty_f = np.zeros(0, dtype=np.float64)
+    return SiteMap(tuple(raster for _ in anchors.floor_ids), (), (), (), empty_i, empty_f, empty_f, empty_i,
+                   empty_f, empty_f, has_venue=False)

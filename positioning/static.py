@@ -1,0 +1,122 @@
+"""Static fixes: phone-mode scans (or any group of readings taken at one place) positioned one by one.
+
+A fix is positioned from its own readings only. The device's earlier scans inform its RSSI offset
+(a prior for the next scan), never its position, so the order of scans carries no information
+beyond calibration. Fixes are solved in rounds: round k holds the k-th scan (in time) of every
+device, all solved in one batch call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from positioning.const import (
+    DEVICE_HEIGHT_M,
+    DEVICE_OFFSET_MAX_DB,
+    DEVICE_OFFSET_PRIOR_DB,
+    MIN_ANCHORS_FOR_OFFSET,
+    SENSITIVITY_DBM,
+)
+from positioning.filtering import aggregate
+from positioning.maps import NO_ZONE, SiteMap
+from positioning.multilateration import FixSolution, solve
+from positioning.problems import build_problem
+from positioning.radio import AnchorTable
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+OFFSET_SCAN_NOISE_DB = 4.0  # a single scan's offset estimate is this noisy (on top of its solver variance)
+
+
+@dataclass(frozen=True, slots=True)
+class StaticFixes:
+    """One entry per fix, in the order of the input fix ids."""
+
+    x: FloatArray
+    y: FloatArray
+    floor: IntArray
+    accuracy_m: FloatArray
+    zone: IntArray  # index into SiteMap.zone_ids, or -1
+    offset: FloatArray
+
+
+def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: IntArray, fix_t: FloatArray,
+                  anchor: IntArray, rssi: FloatArray, p0: FloatArray, n_fixes: int,
+                  offset_prior: FloatArray | None = None, sens: float = SENSITIVITY_DBM,
+                  device_height: float = DEVICE_HEIGHT_M, alive: npt.NDArray[np.bool_] | None = None) -> StaticFixes:
+    """Position ``n_fixes`` fixes. Readings are columns (fix id, device id, anchor index, rssi, 1 m power);
+    ``fix_t`` and the device of each fix order the rounds."""
+    agg = aggregate(fix, anchor, rssi)
+    order = np.lexsort((anchor, fix))
+    key = fix[order] * len(anchors) + anchor[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    p0_group = np.add.reduceat(p0[order], starts) / np.diff(np.r_[starts, key.shape[0]])
+    fix_device = np.zeros(n_fixes, dtype=np.int64)
+    fix_device[fix] = device
+    n_dev = int(device.max()) + 1 if device.shape[0] else 0
+    dev_off = np.zeros(n_dev) if offset_prior is None else offset_prior.astype(np.float64).copy()
+    dev_var = np.full(n_dev, DEVICE_OFFSET_PRIOR_DB**2)
+    # Round of each fix: its rank among its device's fixes by time.
+    by_time = np.lexsort((np.arange(n_fixes), fix_t, fix_device))
+    rank = np.empty(n_fixes, dtype=np.int64)
+    dev_sorted = fix_device[by_time]
+    first = np.flatnonzero(np.r_[True, dev_sorted[1:] != dev_sorted[:-1]])
+    rank[by_time] = np.arange(n_fixes) - np.repeat(first, np.diff(np.r_[first, n_fixes]))
+    out_x = np.full(n_fixes, np.nan)
+    out_y = np.full(n_fixes, np.nan)
+    out_f = np.zeros(n_fixes, dtype=np.int64)
+    out_acc = np.full(n_fixes, np.nan)
+    out_off = np.zeros(n_fixes)
+    alive_mask = np.ones(len(anchors), dtype=bool) if alive is None else alive
+    for rnd in range(int(rank.max()) + 1 if n_fixes else 0):
+        fixes = np.flatnonzero(rank == rnd)
+        sel = np.isin(agg.group, fixes)
+        local = np.searchsorted(fixes, agg.group[sel])
+        devs = fix_device[fixes]
+        prob, heard, _, _, _, _ = build_problem(anchors, site, local, agg.anchor[sel], agg.mean[sel], agg.var[sel],
+                                             agg.count[sel], p0_group[sel], fixes.shape[0], dev_off[devs],
+                                             np.sqrt(dev_var[devs]), sens, device_height, alive_mask)
+        sol = solve(prob)
+        n_heard = (heard >= 0).sum(axis=1)
+        x, y, acc = _fallback_where_few(anchors, sol, heard, n_heard)
+        floor = anchors.floor[heard[:, 0]]
+        for f, raster in enumerate(site.floors):
+            m = floor == f
+            if m.any():
+                x[m], y[m] = raster.snap(x[m], y[m])
+        out_x[fixes], out_y[fixes], out_f[fixes], out_acc[fixes] = x, y, floor, acc
+        out_off[fixes] = sol.offset
+        # Each scan with enough receivers refines its device's offset for the next rounds.
+        informative = n_heard >= MIN_ANCHORS_FOR_OFFSET
+        for k in np.flatnonzero(informative):
+            d = devs[k]
+            meas_var = float(sol.cov[k, 2, 2]) + OFFSET_SCAN_NOISE_DB**2
+            gain = dev_var[d] / (dev_var[d] + meas_var)
+            dev_off[d] = np.clip(dev_off[d] + gain * (sol.offset[k] - dev_off[d]), -DEVICE_OFFSET_MAX_DB,
+                                 DEVICE_OFFSET_MAX_DB)
+            dev_var[d] *= 1.0 - gain
+    zone = np.full(n_fixes, NO_ZONE, dtype=np.int64)
+    for f, raster in enumerate(site.floors):
+        m = out_f == f
+        if m.any():
+            zone[m] = raster.zone_at(out_x[m], out_y[m])
+    return StaticFixes(out_x, out_y, out_f, out_acc, zone, out_off)
+
+
+def _fallback_where_few(anchors: AnchorTable, sol: FixSolution, heard: IntArray,
+                        n_heard: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """With one or two anchors the solver is underdetermined: stay near them, say so in the accuracy."""
+    a = anchors
+    x, y, acc = sol.x.copy(), sol.y.copy(), sol.accuracy_m.copy()
+    few = n_heard < 3
+    if few.any():
+        i0 = heard[few, 0]
+        i1 = np.where(heard[few, 1] >= 0, heard[few, 1], i0)
+        x[few] = (a.x[i0] * 2 + a.x[i1]) / 3
+        y[few] = (a.y[i0] * 2 + a.y[i1]) / 3
+        acc[few] = np.maximum(acc[few], np.maximum(5.0, np.hypot(a.x[i1] - a.x[i0], a.y[i1] - a.y[i0])))
+    return x, y, acc

@@ -1,0 +1,359 @@
+"""Tracking: a particle filter per device, vectorized over all devices of a step.
+
+Each particle has a position, a floor and a velocity. The motion model is an Ornstein-Uhlenbeck
+velocity (walkers keep going, slow down, stop) with a walking speed limit; moves that would cross a
+non-walkable cell (walls, counter furniture, voids) are refused, and floors change only near a
+connector end (escalator, lift, stairs) — or anywhere, slowly, when there is no venue. The measurement
+model is the radio model's likelihood of the window's filtered RSSI, with a robust (Huber) loss, and
+the censoring likelihood of near receivers that did not hear the device. A small share of particles is
+redrawn each step around the window's multilateration fix, so a lost track recovers. Random draws
+come from one generator per device, seeded by its id: results do not depend on other devices.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+from scipy.special import log_ndtr
+
+from positioning.const import (
+    ACCURACY_MAX_M,
+    ACCURACY_MIN_M,
+    DEVICE_HEIGHT_M,
+    FLOOR_LOSS_DB,
+    MIN_DISTANCE_M,
+    SHADOWING_DB,
+)
+from positioning.maps import SiteMap
+from positioning.radio import AnchorTable
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+PARTICLES: Final = 256  # per device; enough for a 10 m anchor grid with walls
+SPEED_SD: Final = 0.6  # m/s, spread of walking velocity
+SPEED_MAX: Final = 1.8  # m/s, brisk walking; shoppers do not run
+VELOCITY_TAU_S: Final = 3.0  # s, how long a walker keeps a direction
+POSITION_JITTER: Final = 0.25  # m per sqrt(s): diffusion that lets particles leave dead ends
+MOVE_SUBSTEPS: Final = 4  # wall checks along a move
+MAX_DT_S: Final = 10.0  # a longer gap re-seeds the device from its fix
+CONNECTOR_RADIUS_M: Final = 5.0  # particles this close to a connector end may change floor
+CONNECTOR_RATE: Final = 0.08  # per second: chance that a particle near a connector takes it
+OPEN_FLOOR_RATE: Final = 0.01  # per second: floor change anywhere when there is no venue
+INJECT_FRACTION: Final = 0.05  # share of particles redrawn around the window's fix each step
+INIT_SPREAD_M: Final = 3.0  # minimum spread of a new track around its first fix
+LOST_MEAN_E2: Final = 9.0  # mean squared standardized residual of the best particle above which a track is lost
+FLOOR_SWITCH_SHARE: Final = 0.6  # weight share another floor needs before the estimate switches to it
+ROBUST_CLIP: Final = 3.0  # standardized residuals are clipped here in the likelihood
+RESAMPLE_ESS: Final = 0.5  # resample when the effective sample size drops below this share
+
+
+def device_seed(device: str, seed: int = 0) -> int:
+    return zlib.crc32(device.encode("utf-8")) ^ (seed * 0x9E3779B1 & 0xFFFFFFFF)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """Filtered readings of D devices in one step, padded to K heard and U censoring anchors."""
+
+    anchor: IntArray  # (D, K) anchor index; -1 padding
+    mean: FloatArray  # (D, K)
+    var: FloatArray  # (D, K)
+    censor: IntArray  # (D, U) anchor index of near anchors that did not hear; -1 padding
+    offset: FloatArray  # (D,) device RSSI offset estimate
+    offset_var: FloatArray  # (D,) its variance: the likelihood marginalises the offset over it
+    sens: FloatArray  # (D,) sensitivity, dBm
+    silent_q: FloatArray  # (D,) chance a receiver in range heard none of the device's adverts (packet loss)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackEstimate:
+    x: FloatArray
+    y: FloatArray
+    floor: IntArray
+    accuracy_m: FloatArray
+
+
+class ParticleTracker:
+    """Particle clouds for many devices, stored as (devices, particles) arrays."""
+
+    def __init__(self, anchors: AnchorTable, site: SiteMap, device_height: float = DEVICE_HEIGHT_M,
+                 particles: int = PARTICLES, seed: int = 0) -> None:
+        self.anchors = anchors
+        self.site = site
+        self.h = device_height
+        self.p = particles
+        self.seed = seed
+        self.slot: dict[str, int] = {}
+        self.rngs: list[np.random.Generator] = []
+        cap = 64
+        self.px = np.zeros((cap, particles))
+        self.py = np.zeros((cap, particles))
+        self.pf = np.zeros((cap, particles), dtype=np.int64)
+        self.vx = np.zeros((cap, particles))
+        self.vy = np.zeros((cap, particles))
+        self.logw = np.zeros((cap, particles))
+        self.last_t = np.full(cap, -np.inf)
+        self.est_floor = np.zeros(cap, dtype=np.int64)
+        self.alive = np.zeros(cap, dtype=bool)
+        self.az_abs = anchors.abs_z(device_height)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _slots(self, devices: list[str]) -> IntArray:
+        out = np.empty(len(devices), dtype=np.int64)
+        for i, d in enumerate(devices):
+            s = self.slot.get(d)
+            if s is None:
+                s = len(self.slot)
+                self.slot[d] = s
+                self.rngs.append(np.random.default_rng(device_seed(d, self.seed)))
+                if s >= self.px.shape[0]:
+                    self._grow()
+            out[i] = s
+        return out
+
+    def _grow(self) -> None:
+        self.px = np.concatenate([self.px, np.zeros_like(self.px)])
+        self.py = np.concatenate([self.py, np.zeros_like(self.py)])
+        self.pf = np.concatenate([self.pf, np.zeros_like(self.pf)])
+        self.vx = np.concatenate([self.vx, np.zeros_like(self.vx)])
+        self.vy = np.concatenate([self.vy, np.zeros_like(self.vy)])
+        self.logw = np.concatenate([self.logw, np.zeros_like(self.logw)])
+        self.last_t = np.concatenate([self.last_t, np.full_like(self.last_t, -np.inf)])
+        self.est_floor = np.concatenate([self.est_floor, np.zeros_like(self.est_floor)])
+        self.alive = np.concatenate([self.alive, np.zeros_like(self.alive)])
+
+    def forget(self, device: str) -> None:
+        s = self.slot.get(device)
+        if s is not None:
+            self.alive[s] = False
+            self.last_t[s] = -np.inf
+
+    # ------------------------------------------------------------------ one step
+    def step(self, devices: list[str], t: FloatArray, obs: Observation, fix_x: FloatArray, fix_y: FloatArray,
+             fix_floor: IntArray, fix_acc: FloatArray) -> TrackEstimate:
+        """Advance the listed devices to their times ``t`` and weigh them by ``obs``."""
+        s = self._slots(devices)
+        d_n, p_n = len(devices), self.p
+        dt = t - self.last_t[s]
+        fresh = ~self.alive[s] | (dt > MAX_DT_S) | ~np.isfinite(dt)
+        dt = np.where(fresh, 0.0, np.clip(dt, 0.0, MAX_DT_S))
+        noise = np.stack([self.rngs[k].standard_normal((p_n, 6)) for k in s])  # (D, P, 6)
+        unif = np.stack([self.rngs[k].random(p_n + 1) for k in s])  # (D, P+1)
+
+        px, py, pf = self.px[s], self.py[s], self.pf[s]
+        vx, vy, logw = self.vx[s], self.vy[s], self.logw[s]
+        spread = np.maximum(fix_acc, INIT_SPREAD_M)[:, None]
+
+        # Seed new tracks around their fix.
+        if fresh.any():
+            px[fresh] = fix_x[fresh, None] + noise[fresh, :, 0] * spread[fresh]
+            py[fresh] = fix_y[fresh, None] + noise[fresh, :, 1] * spread[fresh]
+            pf[fresh] = fix_floor[fresh, None]
+            vx[fresh] = 0.0
+            vy[fresh] = 0.0
+            logw[fresh] = 0.0
+            self.est_floor[s[fresh]] = fix_floor[fresh]
+
+        # Motion: OU velocity with a speed limit, moves refused where they cross non-walkable cells.
+        rho = np.exp(-dt / VELOCITY_TAU_S)[:, None]
+        kick = np.sqrt(1.0 - rho * rho) * SPEED_SD
+        nvx = rho * vx + kick * noise[:, :, 2]
+        nvy = rho * vy + kick * noise[:, :, 3]
+        speed = np.hypot(nvx, nvy)
+        scale = np.minimum(1.0, SPEED_MAX / np.maximum(speed, 1e-9))
+        nvx, nvy = nvx * scale, nvy * scale
+        jit = POSITION_JITTER * np.sqrt(dt)[:, None]
+        dx = nvx * dt[:, None] + jit * noise[:, :, 4]
+        dy = nvy * dt[:, None] + jit * noise[:, :, 5]
+        ok = self._path_walkable(px, py, pf, dx, dy)
+        px = np.where(ok, px + dx, px)
+        py = np.where(ok, py + dy, py)
+        vx = np.where(ok, nvx, 0.0)
+        vy = np.where(ok, nvy, 0.0)
+
+        # Floor changes.
+        px, py, pf = self._floor_changes(px, py, pf, dt, unif[:, :p_n])
+
+        # Fresh particles are snapped into walkable space.
+        if fresh.any():
+            px, py = self._snap(px, py, pf, fresh)
+
+        # Redraw a share of particles around the window's fix (sensor resetting).
+        n_inj = max(1, round(INJECT_FRACTION * p_n))
+        has_fix = np.isfinite(fix_x) & ~fresh
+        if has_fix.any():
+            rows = np.flatnonzero(has_fix)
+            ix = fix_x[rows, None] + noise[rows, :n_inj, 0] * spread[rows]
+            iy = fix_y[rows, None] + noise[rows, :n_inj, 1] * spread[rows]
+            # Overwrite the lowest-weight particles.
+            worst = np.argsort(logw[rows], axis=1)[:, :n_inj]
+            r_idx = rows[:, None]
+            px[r_idx, worst] = ix
+            py[r_idx, worst] = iy
+            pf[r_idx, worst] = fix_floor[rows, None]
+            vx[r_idx, worst] = 0.0
+            vy[r_idx, worst] = 0.0
+            logw[r_idx, worst] = np.max(logw[rows], axis=1, keepdims=True) - 3.0
+            snap_mask = np.zeros(d_n, dtype=bool)
+            snap_mask[rows] = True
+            px, py = self._snap(px, py, pf, snap_mask)
+
+        # Measurement update.
+        ll, mean_e2 = self._loglik(px, py, pf, obs)
+        lost = np.min(mean_e2, axis=1) > LOST_MEAN_E2
+        logw = logw + ll
+        logw -= logw.max(axis=1, keepdims=True)
+        w = np.exp(logw)
+        w /= w.sum(axis=1, keepdims=True)
+
+        # Estimate on the dominant floor (with hysteresis).
+        est_floor = self._choose_floor(s, pf, w)
+        on = (pf == est_floor[:, None])
+        w_on = np.where(on, w, 0.0)
+        w_on /= np.maximum(w_on.sum(axis=1, keepdims=True), 1e-300)
+        ex = (w_on * px).sum(axis=1)
+        ey = (w_on * py).sum(axis=1)
+        var = (w_on * ((px - ex[:, None]) ** 2 + (py - ey[:, None]) ** 2)).sum(axis=1)
+        acc = np.clip(np.sqrt(var), ACCURACY_MIN_M, ACCURACY_MAX_M)
+        ex, ey = self._snap_points(ex, ey, est_floor)
+
+        # Resample where the effective sample size is low (systematic, per device).
+        ess = 1.0 / np.sum(w * w, axis=1)
+        rs = ess < RESAMPLE_ESS * p_n
+        if rs.any():
+            rows = np.flatnonzero(rs)
+            cw = np.cumsum(w[rows], axis=1)
+            cw[:, -1] = 1.0
+            u = (unif[rows, p_n:p_n + 1] + np.arange(p_n)[None, :]) / p_n
+            lift = 2.0 * np.arange(rows.shape[0])[:, None]  # rows side by side on one sorted axis
+            flat = np.searchsorted((cw + lift).ravel(), (u + lift).ravel())
+            pick = np.minimum(flat.reshape(rows.shape[0], p_n) - np.arange(rows.shape[0])[:, None] * p_n, p_n - 1)
+            r_idx = rows[:, None]
+            px[rows], py[rows], pf[rows] = px[r_idx, pick], py[r_idx, pick], pf[r_idx, pick]
+            vx[rows], vy[rows] = vx[r_idx, pick], vy[r_idx, pick]
+            logw[rows] = 0.0
+        else:
+            logw = np.log(np.maximum(w, 1e-300))
+
+        self.px[s], self.py[s], self.pf[s] = px, py, pf
+        self.vx[s], self.vy[s], self.logw[s] = vx, vy, logw
+        self.last_t[s] = t
+        self.alive[s] = True
+        self.est_floor[s] = est_floor
+        # A lost track (no particle explains the window) re-seeds from its fix next step.
+        relost = lost & np.isfinite(fix_x)
+        if relost.any():
+            self.alive[s[relost]] = False
+        return TrackEstimate(ex, ey, est_floor, acc)
+
+    # ------------------------------------------------------------------ pieces
+    def _path_walkable(self, px: FloatArray, py: FloatArray, pf: IntArray, dx: FloatArray,
+                       dy: FloatArray) -> BoolArray:
+        ok = np.ones(px.shape, dtype=bool)
+        for f, raster in enumerate(self.site.floors):
+            m = pf == f
+            if not m.any():
+                continue
+            x0, y0, ddx, ddy = px[m], py[m], dx[m], dy[m]
+            good = np.ones(x0.shape, dtype=bool)
+            for k in range(1, MOVE_SUBSTEPS + 1):
+                frac = k / MOVE_SUBSTEPS
+                good &= raster.is_walkable(x0 + ddx * frac, y0 + ddy * frac)
+            ok[m] = good
+        return ok
+
+    def _floor_changes(self, px: FloatArray, py: FloatArray, pf: IntArray, dt: FloatArray,
+                       u: FloatArray) -> tuple[FloatArray, FloatArray, IntArray]:
+        n_floors = len(self.site.floors)
+        if n_floors < 2:
+            return px, py, pf
+        site = self.site
+        if site.has_venue:
+            if site.conn_fa.shape[0] == 0:
+                return px, py, pf
+            p_take = 1.0 - np.exp(-CONNECTOR_RATE * dt)[:, None]
+            for c in range(site.conn_fa.shape[0]):
+                near = (pf == site.conn_fa[c]) & (np.hypot(px - site.conn_xa[c], py - site.conn_ya[c])
+                                                  < CONNECTOR_RADIUS_M)
+                take = near & (u < p_take)
+                if take.any():
+                    px = np.where(take, px - site.conn_xa[c] + site.conn_xb[c], px)
+                    py = np.where(take, py - site.conn_ya[c] + site.conn_yb[c], py)
+                    pf = np.where(take, site.conn_fb[c], pf)
+                    u = np.where(take, 2.0, u)  # one change per step
+            return px, py, pf
+        p_take = 1.0 - np.exp(-OPEN_FLOOR_RATE * dt)[:, None]
+        take = u < p_take
+        if take.any():
+            shift = 1 + np.floor(u / np.maximum(p_take, 1e-12) * (n_floors - 1)).astype(np.int64)
+            pf = np.where(take, (pf + shift) % n_floors, pf)
+        return px, py, pf
+
+    def _snap(self, px: FloatArray, py: FloatArray, pf: IntArray, rows: BoolArray) -> tuple[FloatArray, FloatArray]:
+        for f, raster in enumerate(self.site.floors):
+            m = (pf == f) & rows[:, None]
+            if m.any():
+                sx, sy = raster.snap(px[m], py[m])
+                px[m], py[m] = sx, sy
+        return px, py
+
+    def _snap_points(self, x: FloatArray, y: FloatArray, floor: IntArray) -> tuple[FloatArray, FloatArray]:
+        x, y = x.copy(), y.copy()
+        for f, raster in enumerate(self.site.floors):
+            m = floor == f
+            if m.any():
+                x[m], y[m] = raster.snap(x[m], y[m])
+        return x, y
+
+    def _loglik(self, px: FloatArray, py: FloatArray, pf: IntArray, obs: Observation) -> tuple[FloatArray, FloatArray]:
+        heard = obs.anchor >= 0
+        ai = np.where(heard, obs.anchor, 0)
+        mu = self._mu(px, py, pf, ai, obs.offset)  # (D, P, K)
+        # Residuals share the device's offset error: with an uncertain offset (variance s2), the
+        # likelihood is Gaussian with covariance diag(var) + s2 * 11^T, whose quadratic form is
+        # sum(e^2/v) - (sum(e/v))^2 / (1/s2 + sum(1/v)) (Sherman-Morrison). Residuals are clipped
+        # (Huber-like) first so one wild reading cannot dominate.
+        inv_v = np.where(heard, 1.0 / obs.var, 0.0)[:, None, :]
+        raw = np.where(heard[:, None, :], obs.mean[:, None, :] - mu, 0.0)
+        sd = np.sqrt(obs.var)[:, None, :]
+        e = np.clip(raw, -ROBUST_CLIP * sd, ROBUST_CLIP * sd)
+        q = (e * e * inv_v).sum(axis=2)
+        s2 = np.maximum(obs.offset_var, 1e-6)[:, None]
+        q -= (e * inv_v).sum(axis=2) ** 2 / (1.0 / s2 + inv_v.sum(axis=2))
+        ll = -0.5 * q
+        k_heard = np.maximum(heard.sum(axis=1), 1)[:, None]
+        mean_e2 = q / k_heard
+        cens = obs.censor >= 0
+        if cens.any():
+            ci = np.where(cens, obs.censor, 0)
+            cmu = self._mu(px, py, pf, ci, obs.offset)
+            # Silent: below sensitivity, or above it but every advert lost.
+            q = np.clip(obs.silent_q, 1e-12, 1.0 - 1e-12)[:, None, None]
+            lc = np.logaddexp(log_ndtr((obs.sens[:, None, None] - cmu) / SHADOWING_DB) + np.log1p(-q), np.log(q))
+            ll += np.where(cens[:, None, :], lc, 0.0).sum(axis=2)
+        return ll, mean_e2
+
+    def _mu(self, px: FloatArray, py: FloatArray, pf: IntArray, ai: IntArray, offset: FloatArray) -> FloatArray:
+        a = self.anchors
+        dz = self.az_abs[ai][:, None, :] - (a.floor_elevation[pf][:, :, None] + self.h)
+        d2 = (px[:, :, None] - a.x[ai][:, None, :]) ** 2 + (py[:, :, None] - a.y[ai][:, None, :]) ** 2 + dz * dz
+        d2 = np.maximum(d2, MIN_DISTANCE_M**2)
+        mu = a.rssi_1m[ai][:, None, :] + offset[:, None, None] - 5.0 * a.path_loss_n[ai][:, None, :] * np.log10(d2)
+        levels = np.abs(a.floor_level[a.floor[ai]][:, None, :] - a.floor_level[pf][:, :, None])
+        return np.asarray(mu - FLOOR_LOSS_DB * levels, dtype=np.float64)
+
+    def _choose_floor(self, s: IntArray, pf: IntArray, w: FloatArray) -> IntArray:
+        n_floors = len(self.site.floors)
+        if n_floors == 1:
+            return np.zeros(s.shape[0], dtype=np.int64)
+        share = np.stack([(w * (pf == f)).sum(axis=1) for f in range(n_floors)], axis=1)
+        best = np.argmax(share, axis=1)
+        prev = self.est_floor[s]
+        keep = share[np.arange(s.shape[0]), prev] >= 1.0 - FLOOR_SWITCH_SHARE
+        return np.where(keep & (share[np.arange(s.shape[0]), best] < FLOOR_SWITCH_SHARE), prev, best)

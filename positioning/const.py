@@ -12,7 +12,7 @@ DEVICE_HEIGHT_M: Final = 1.2  # phone in a hand or a pocket, tag on a cart
 MIN_DISTANCE_M: Final = 0.5  # path-loss model is meaningless in the near field
 SHADOWING_DB: Final = 6.0  # indoor shadowing sigma (4-8 dB in the literature)
 FAST_FADING_DB: Final = 4.0  # per-packet spread (channels, multipath) that averaging removes
-WINDOW_CORRELATED_DB: Final = 3.5  # part of shadowing that stays correlated over a 1-2 s window
+WINDOW_CORRELATED_DB: Final = 5.0  # shadowing is correlated over 1-2 s: most of it does not average out in a window
 SENSITIVITY_DBM: Final = -97.0  # typical BLE receiver sensitivity; silence below it is censoring
 FLOOR_LOSS_DB: Final = 18.0  # a concrete slab between floors (15-20 dB)
 RSSI_MIN_DBM: Final = -130.0  # below: a corrupt packet
@@ -28,14 +28,14 @@ MIN_ANCHORS_FOR_OFFSET: Final = 4  # solving x, y and an offset together needs >
 WINDOW_S: Final = 1.0  # positions are produced per second
 FILTER_HISTORY_S: Final = 2.0  # readings older than this (relative to the window end) are not averaged
 TRIM_FRACTION: Final = 0.2  # trimmed mean: drop the top and bottom 20% of a window's readings
-MAX_ANCHORS_PER_FIX: Final = 12  # the strongest receivers carry the information; more only costs time
+MAX_ANCHORS_PER_FIX: Final = 24  # the strongest receivers carry the information; more only costs time
 
 # --- Multilateration -----------------------------------------------------------------------------
 HUBER_K: Final = 1.5  # robust loss threshold in standard deviations
 SOLVER_ITERATIONS: Final = 25  # Gauss-Newton / Levenberg-Marquardt steps; converges in < 10 usually
-SOLVER_TOL_M: Final = 1e-7  # step size below which a fix has converged
-CENSOR_MARGIN_DB: Final = 6.0  # an unheard receiver counts only where it was predicted this much above sensitivity
-MAX_CENSOR_ANCHORS: Final = 6  # nearest unheard receivers used to push a fix away
+SOLVER_TOL_M: Final = 1e-9  # step size below which a fix has converged
+CENSOR_MARGIN_DB: Final = 6.0  # with few adverts, silence may be packet loss: censor only this far above sensitivity
+MAX_CENSOR_ANCHORS: Final = 16  # nearest unheard receivers used to push a fix away
 BOUNDS_MARGIN_M: Final = 2.0  # fixes may sit this far outside the anchors' hull when there is no floor outline
 ACCURACY_MIN_M: Final = 0.5  # never claim better than this
 ACCURACY_MAX_M: Final = 60.0

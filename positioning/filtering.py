@@ -1,20 +1,26 @@
-"""Causal RSSI filtering: per (device, anchor) trimmed mean over a short window, with a variance.
+"""Causal RSSI filtering: per (device, anchor) robust mean over a short window, with a variance.
 
 Duplicate adverts and bursts just add samples to a group; a missing anchor has no group (censoring is
-handled by the solvers). Everything is vectorized over all groups of a window at once.
+handled by the solvers). Everything is vectorized over all groups of a window at once, in O(n) with
+``bincount``: a mean and spread, then a winsorized mean (readings clipped to ``mean +- WINSOR_SD``
+spreads), which resists the odd reflected or corrupted packet like a trimmed mean does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-from positioning.const import FAST_FADING_DB, TRIM_FRACTION, WINDOW_CORRELATED_DB
+from positioning.const import FAST_FADING_DB, WINDOW_CORRELATED_DB
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+WINSOR_SD: Final = 1.5  # readings beyond this many spreads from the group mean are pulled in
+DENSE_KEYS_MAX: Final = 50_000_000  # above this many (group x anchor) bins fall back to a sort
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,18 +29,19 @@ class Aggregates:
 
     group: IntArray
     anchor: IntArray
-    mean: FloatArray  # trimmed mean RSSI, dBm
+    mean: FloatArray  # robust mean RSSI, dBm
     var: FloatArray  # variance of ``mean`` as an estimate of the window's mean level, dB^2
     count: IntArray
     spread: FloatArray  # sample standard deviation of the readings, dB
+    aux: FloatArray  # group mean of the optional auxiliary column (e.g. each reading's 1 m power)
 
     def __len__(self) -> int:
         return int(self.group.shape[0])
 
 
-def aggregate(group: IntArray, anchor: IntArray, rssi: FloatArray,
+def aggregate(group: IntArray, anchor: IntArray, rssi: FloatArray, aux: FloatArray | None = None,
               fading_db: float = FAST_FADING_DB, correlated_db: float = WINDOW_CORRELATED_DB) -> Aggregates:
-    """Trimmed mean and its variance per (group, anchor).
+    """Robust mean and its variance per (group, anchor).
 
     The variance has a part that averages down with more readings (fast fading, channel differences)
     and a part that does not (shadowing correlated over the window).
@@ -42,27 +49,31 @@ def aggregate(group: IntArray, anchor: IntArray, rssi: FloatArray,
     if group.shape[0] == 0:
         empty_i = np.zeros(0, dtype=np.int64)
         empty_f = np.zeros(0, dtype=np.float64)
-        return Aggregates(empty_i, empty_i, empty_f, empty_f, empty_i, empty_f)
-    order = np.lexsort((rssi, anchor, group))
-    g, a, r = group[order], anchor[order], rssi[order]
-    new = np.empty(g.shape[0], dtype=bool)
-    new[0] = True
-    new[1:] = (g[1:] != g[:-1]) | (a[1:] != a[:-1])
-    starts = np.flatnonzero(new)
-    counts = np.diff(np.append(starts, g.shape[0]))
-    rank = np.arange(g.shape[0]) - np.repeat(starts, counts)
-    size = np.repeat(counts, counts)
-    trim = np.floor(size * TRIM_FRACTION).astype(np.int64)
-    keep = (rank >= trim) & (rank < size - trim)
-    kept_counts = np.add.reduceat(keep.astype(np.int64), starts)
-    sums = np.add.reduceat(np.where(keep, r, 0.0), starts)
-    mean = sums / kept_counts
-    all_sums = np.add.reduceat(r, starts)
-    all_sq = np.add.reduceat(r * r, starts)
-    full_mean = all_sums / counts
-    sample_var = np.maximum(all_sq / counts - full_mean**2, 0.0) * counts / np.maximum(counts - 1, 1)
+        return Aggregates(empty_i, empty_i, empty_f, empty_f, empty_i, empty_f, empty_f)
+    n_anchor = int(anchor.max()) + 1
+    key = group.astype(np.int64) * n_anchor + anchor
+    n_keys = int(key.max()) + 1
+    if n_keys <= DENSE_KEYS_MAX:
+        counts_all = np.bincount(key, minlength=n_keys)
+        present = np.flatnonzero(counts_all)
+        slot = np.zeros(n_keys, dtype=np.int64)
+        slot[present] = np.arange(present.shape[0])
+        inv = slot[key]
+        counts = counts_all[present]
+    else:
+        present, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
+    m = present.shape[0]
+    s1 = np.bincount(inv, weights=rssi, minlength=m)
+    s2 = np.bincount(inv, weights=rssi * rssi, minlength=m)
+    full_mean = s1 / counts
+    sample_var = np.maximum(s2 / counts - full_mean**2, 0.0) * counts / np.maximum(counts - 1, 1)
     spread = np.sqrt(sample_var)
+    lo = (full_mean - WINSOR_SD * spread)[inv]
+    hi = (full_mean + WINSOR_SD * spread)[inv]
+    mean = np.bincount(inv, weights=np.clip(rssi, lo, hi), minlength=m) / counts
     # Few readings say little about their own spread: shrink towards the expected fading.
     per_reading = (sample_var * (counts - 1) + fading_db**2 * 2.0) / (counts + 1.0)
     var = per_reading / counts + correlated_db**2
-    return Aggregates(g[starts], a[starts], mean, var, counts.astype(np.int64), spread)
+    aux_mean = np.bincount(inv, weights=aux, minlength=m) / counts if aux is not None else np.zeros(m)
+    return Aggregates(present // n_anchor, present % n_anchor, mean, var, counts.astype(np.int64), spread,
+                      aux_mean)

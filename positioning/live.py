@@ -32,6 +32,7 @@ from positioning.const import (
     SENSITIVITY_DBM,
     SHADOWING_DB,
     TX_POWER_PRIOR_DB,
+    WINDOW_CORRELATED_DB,
 )
 from positioning.filtering import aggregate
 from positioning.maps import NO_ZONE, SiteMap, open_site_map, site_map_from_venue
@@ -56,6 +57,7 @@ SENSITIVITY_MIN_READINGS: Final = 500  # below this many readings keep the defau
 PACKET_LOSS: Final = 0.3  # chance a receiver in range misses one advert; silence after k adverts: 0.3**k
 OFFSET_PROCESS_DB2_PER_S: Final = 0.02  # a device's offset drifts slowly (phone moved to a pocket)
 OFFSET_MIN_MARGIN_DB: Final = 10.0  # only readings this far above sensitivity inform the offset
+TRACK_CORRELATED_DB: Final = 3.5  # correlated shadowing the tracker assumes per window (it averages windows)
 NEIGHBOURS: Final = 16  # anchors per anchor considered for censoring
 OFFSET_WINDOW_FLOOR_DB: Final = 4.0  # least noise of one window's offset estimate
 OFFSET_MIN_SD_DB: Final = 1.5  # a device's offset is never known better than this
@@ -239,12 +241,8 @@ class LiveLocator:
         p0_reading = self.anchors.rssi_1m[anchor].copy()
         use_tx = (self.tx_use[anchor] == TX_IS_P0) & np.isfinite(r.tx_power)
         p0_reading[use_tx] = r.tx_power[use_tx]
-        agg = aggregate(dev_code, anchor, r.rssi)
-        # Mean 1 m power per (device, anchor) group, in the order aggregate returns the groups.
-        order = np.lexsort((anchor, dev_code))
-        key = dev_code[order] * len(self.anchors) + anchor[order]
-        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-        p0_group = np.add.reduceat(p0_reading[order], starts) / np.diff(np.r_[starts, key.shape[0]])
+        agg = aggregate(dev_code, anchor, r.rssi, p0_reading)
+        p0_group = agg.aux
 
         sens = self._sensitivity()
         offsets = np.array([self.devices[d].offset for d in devices])
@@ -265,7 +263,9 @@ class LiveLocator:
         init_y = np.where(fix_ok, sol.y, sy)
         init_acc = np.where(fix_ok, sol.accuracy_m, sacc)
 
-        obs = Observation(heard_idx, heard_mean, heard_var, cens_idx, offsets, off_sd**2, np.full(len(devices), sens),
+        # The tracker sees consecutive windows; only part of a window's shadowing repeats in the next.
+        pf_var = np.maximum(heard_var - WINDOW_CORRELATED_DB**2 + TRACK_CORRELATED_DB**2, 1.0)
+        obs = Observation(heard_idx, heard_mean, pf_var, cens_idx, offsets, off_sd**2, np.full(len(devices), sens),
                           PACKET_LOSS ** max_count.astype(np.float64))
         est = self.tracker.step(devices, t_fix, obs, np.where(fix_ok, fx, init_x), np.where(fix_ok, fy, init_y),
                                 floor_guess, init_acc)

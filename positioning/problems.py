@@ -54,14 +54,15 @@ def build_problem(anchors: AnchorTable, site: SiteMap, group: IntArray, anchor: 
     cand = same & alive[None, :] & ~heard_any
     d = np.where(cand, d, np.inf)
     u = min(MAX_CENSOR_ANCHORS, len(a))
-    near = np.argsort(d, axis=1, kind="stable")[:, :u]
+    near = np.argpartition(d, u - 1, axis=1)[:, :u] if u < len(a) else np.argsort(d, axis=1)[:, :u]
+    near = np.take_along_axis(near, np.argsort(np.take_along_axis(d, near, axis=1), axis=1, kind="stable"), 1)
     cmask = np.isfinite(np.take_along_axis(d, near, axis=1))
     bounds = np.array([rs.bounds for rs in site.floors], dtype=np.float64)[floor]
     prob = FixProblem(
         ax=a.x[hi], ay=a.y[hi], dz=abs_z[hi] - dev_z[:, None], p0=p0m - loss, n=a.path_loss_n[hi], r=r,
         w=np.where(heard >= 0, 1.0 / v, 0.0),
         cx=a.x[near], cy=a.y[near], cdz=abs_z[near] - dev_z[:, None], cp0=a.rssi_1m[near], cn=a.path_loss_n[near],
-        cmask=cmask, sens=sens + CENSOR_MARGIN_DB + np.where(max_count >= FEW_ADVERTS, 0.0, CENSOR_MARGIN_DB),
+        cmask=cmask, sens=sens + np.where(max_count >= FEW_ADVERTS, 0.0, CENSOR_MARGIN_DB),
         off0=off0, off_sd=off_sd, lo=bounds[:, :2], hi=bounds[:, 2:],
     )
     return prob, heard, r, v, max_count, heard_any

@@ -50,11 +50,8 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
                   device_height: float = DEVICE_HEIGHT_M, alive: npt.NDArray[np.bool_] | None = None) -> StaticFixes:
     """Position ``n_fixes`` fixes. Readings are columns (fix id, device id, anchor index, rssi, 1 m power);
     ``fix_t`` and the device of each fix order the rounds."""
-    agg = aggregate(fix, anchor, rssi)
-    order = np.lexsort((anchor, fix))
-    key = fix[order] * len(anchors) + anchor[order]
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    p0_group = np.add.reduceat(p0[order], starts) / np.diff(np.r_[starts, key.shape[0]])
+    agg = aggregate(fix, anchor, rssi, p0)
+    p0_group = agg.aux
     fix_device = np.zeros(n_fixes, dtype=np.int64)
     fix_device[fix] = device
     n_dev = int(device.max()) + 1 if device.shape[0] else 0

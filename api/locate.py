@@ -284,7 +284,7 @@ def _static_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_], 
     scan = data.scan[idx] if data.scan is not None else np.zeros(idx.shape[0], dtype=object)
     keys = np.char.add(np.char.add(dev.astype(str), "\x1f"), scan.astype(str))
     fix_keys, fix = np.unique(keys, return_inverse=True)
-    dev_names, dev_code = np.unique(dev.astype(str), return_inverse=True)
+    _, dev_code = np.unique(dev.astype(str), return_inverse=True)
     fix_t = np.full(fix_keys.shape[0], -np.inf)
     np.maximum.at(fix_t, fix, data.t[idx])
     anchor = np.fromiter((locator.index[a] for a in data.anchor[idx]), dtype=np.int64, count=idx.shape[0])

@@ -112,10 +112,11 @@ def baseline_solve(anchors: AnchorTable, site: Any, w: Window, devices: npt.NDAr
         x0[:2] = np.clip(x0[:2], prob.lo[0], prob.hi[0])
 
         def fun(th: FloatArray, prob: FixProblem = prob) -> FloatArray:
-            return prob.residuals(th[None])[0][0]
+            return np.asarray(prob.residuals(th[None])[0][0], dtype=np.float64)
 
+        lo, hi = prob.lo[0], prob.hi[0]
         res = least_squares(fun, x0, loss="huber", f_scale=HUBER_K,
-                            bounds=([prob.lo[0, 0], prob.lo[0, 1], -np.inf], [prob.hi[0, 0], prob.hi[0, 1], np.inf]))
+                            bounds=([lo[0], lo[1], -np.inf], [hi[0], hi[1], np.inf]))
         xs[k], ys[k] = res.x[0], res.x[1]
     return xs, ys, n_read
 

@@ -32,7 +32,8 @@ def rssi_at(anchors: AnchorTable, x: float, y: float, height: float = 1.2, offse
 
 
 def random_problem(b: int, k: int = 8, u: int = 4, seed: int = 1, sigma: float = 3.0,
-                   offset_sd: float = 8.0, censor: bool = True) -> tuple[FixProblem, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+                   offset_sd: float = 8.0, censor: bool = True
+                   ) -> tuple[FixProblem, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """B fixes with K heard anchors at random places, the truth inside the bounds."""
     rng = np.random.default_rng(seed)
     ax = rng.uniform(0, 40, (b, k))

@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="deployment planner: predicted accuracy map and gateway proposal")
     p.add_argument("--venue", required=True)
     p.add_argument("--out")
+    p.add_argument("--target-p90", type=float, help="predicted p90 error (m) the proposal aims for (default 4)")
+    p.add_argument("--max-add", type=int, help="at most this many gateways proposed per floor (default 12)")
+    p.add_argument("--sigma-db", type=float, help="shadowing sigma of the model (default 6 dB)")
     p.set_defaults(func=_lazy("simulations.commands:cmd_plan"))
 
     p = sub.add_parser("firmware", help="gateway and beacon configuration files")

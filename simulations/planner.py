@@ -87,7 +87,7 @@ def grid_points(venue: Venue, floor: str, step_m: float) -> tuple[npt.NDArray[np
     """Centres of a ``step_m`` grid over the floor's outline that lie in its walkable area."""
     shape = walkable_shape(venue, floor)
     x0, y0, x1, y1 = shape.bounds
-    nx, ny = int(math.ceil((x1 - x0) / step_m)), int(math.ceil((y1 - y0) / step_m))
+    nx, ny = math.ceil((x1 - x0) / step_m), math.ceil((y1 - y0) / step_m)
     if nx * ny > MAX_GRID_POINTS:
         raise SimulationError(f"floor {floor!r}: {nx * ny} grid points at {step_m:g} m is too many")
     gx, gy = np.meshgrid(x0 + (np.arange(nx) + 0.5) * step_m, y0 + (np.arange(ny) + 0.5) * step_m)
@@ -251,7 +251,7 @@ def render_plan(venue: Venue, plans: Sequence[FloorPlan], out_dir: Path) -> list
             m = p.now
             x0, x1 = m.x.min() - 0.5, m.x.max() + 0.5
             y0, y1 = m.y.min() - 0.5, m.y.max() + 0.5
-            nx, ny = int(round(x1 - x0)), int(round(y1 - y0))
+            nx, ny = round(x1 - x0), round(y1 - y0)
             img = np.full((ny, nx), np.nan)
             ix = np.clip(((m.x - x0) / m.cell_m2 ** 0.5).astype(int), 0, nx - 1)
             iy = np.clip(((m.y - y0) / m.cell_m2 ** 0.5).astype(int), 0, ny - 1)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from positioning.venue import Venue, parse_venue
+from positioning.venue import Anchor, Venue, parse_venue
 from simulations.planner import PlannedAnchor, crlb_map, make_plan, propose
 from tests.conftest import CORNER_STORE, DEMO_MALL, instore_exe
 
@@ -22,9 +22,9 @@ def store() -> Venue:
 
 def _reference_crlb(px: float, py: float, venue: Venue, sigma: float) -> tuple[float, int]:
     """Slow, obvious version: Fisher matrix by finite differences of the mean RSSI, then inverse."""
-    def mean(a: object, x: float, y: float) -> float:
-        d = math.sqrt((x - a.x) ** 2 + (y - a.y) ** 2 + (a.z - 1.2) ** 2)  # type: ignore[attr-defined]
-        return a.rssi_1m - 10 * a.path_loss_n * math.log10(d)  # type: ignore[attr-defined]
+    def mean(a: Anchor, x: float, y: float) -> float:
+        d = math.sqrt((x - a.x) ** 2 + (y - a.y) ** 2 + (a.z - 1.2) ** 2)
+        return a.rssi_1m - 10 * a.path_loss_n * math.log10(d)
 
     fisher = np.zeros((2, 2))
     heard = 0

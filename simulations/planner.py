@@ -269,8 +269,8 @@ def render_plan(venue: Venue, plans: Sequence[FloorPlan], out_dir: Path) -> list
             cb.ax.tick_params(labelsize=6)
             for a in (venue.anchors_on(floor_id) if venue.anchors else venue.beacons_on(floor_id)):
                 ax.plot(a.x, a.y, marker="^", color="#1d3557", markersize=4, linestyle="none", zorder=5)
-            for a in p.added:
-                ax.plot(a.x, a.y, marker="*", color="#7b2cbf", markersize=11, markeredgecolor="white",
+            for new in p.added:
+                ax.plot(new.x, new.y, marker="*", color="#7b2cbf", markersize=11, markeredgecolor="white",
                         linestyle="none", zorder=6)
             ax.set_title(f"floor {floor_id}: median {_fmt(m.median_m)} m, p90 {_fmt(m.p90_m)} m, "
                          f"blind {m.blind_m2:.0f} m²; with {len(p.added)} proposed gateways (★): median "

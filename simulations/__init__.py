@@ -30,6 +30,18 @@ _EXPORTS = {
     "zone_containers": "simulations.truth",
     "innermost_zone": "simulations.truth",
     "write_result": "simulations.sim_files",
+    "Estimates": "simulations.evaluation",
+    "Truth": "simulations.evaluation",
+    "Score": "simulations.evaluation",
+    "score": "simulations.evaluation",
+    "truth_of": "simulations.evaluation",
+    "truth_from_positions": "simulations.evaluation",
+    "CrlbMap": "simulations.planner",
+    "PlannedAnchor": "simulations.planner",
+    "crlb_map": "simulations.planner",
+    "crlb_median_m": "simulations.planner",
+    "make_plan": "simulations.planner",
+    "propose": "simulations.planner",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -68,6 +68,7 @@ def test_late_output_costs_zone_accuracy_and_offers_are_timed(store: Venue, run:
 
 def test_missing_visits_lower_recall(store: Venue, run: SimulationResult) -> None:
     est = _as_estimates(store, run)
+    assert est.zone is not None
     zone = np.where(np.char.startswith(est.zone.astype(str), "c-"), "", est.zone).astype(object)
     s = score(store, truth_of(run), Estimates(est.t, est.device, est.x, est.y, est.floor, zone))
     assert s.visit_precision == pytest.approx(1.0)

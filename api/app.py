@@ -155,14 +155,22 @@ def build_app(engine: Engine) -> FastAPI:
 
     @app.get("/v1/shoppers/{device}/export")
     def export(device: str) -> dict[str, Any]:
+        """Everything kept about a shopper (engine data; campaign data under ``campaigns``)."""
         data = engine.store.export_device(device)
+        if engine.campaign_store is not None:
+            data["campaigns"] = engine.campaign_store.export_shopper(device)
         if not data["device_record"] and not data["zone_sessions"]:
             raise HTTPException(404, f"no data for device {device!r}")
         return data
 
     @app.delete("/v1/shoppers/{device}")
     def delete(device: str) -> dict[str, Any]:
-        return {"device": device, "deleted_rows": engine.store.delete_device(device)}
+        """Forget a shopper: positions, visits, sessions, events, and their campaign data."""
+        deleted = {"engine": engine.store.delete_device(device)}
+        if engine.campaign_store is not None:
+            deleted["campaigns"] = sum(engine.campaign_store.delete_shopper(device).values())
+            engine.campaigns.forget(device)
+        return {"device": device, "deleted_rows": deleted}
 
     @app.exception_handler(ValueError)
     async def value_error(request: Request, exc: ValueError) -> Response:
@@ -179,8 +187,8 @@ def _mount_optional_routers(app: FastAPI, engine: Engine) -> None:
     if importlib.util.find_spec("api.routes_campaigns") is not None:
         routes_campaigns = importlib.import_module("api.routes_campaigns")
         build = getattr(routes_campaigns, "build_router", None)
-        if build is not None and getattr(engine, "campaigns", None) is not None:
-            app.include_router(build(engine.campaigns))
+        if build is not None and engine.campaigns is not None:
+            app.include_router(build(engine.campaigns, engine.campaign_store, time.time))
 
 
 def prometheus_text(m: dict[str, Any]) -> str:

@@ -41,7 +41,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from api.engine import Engine
     from api.errors import EngineError
     from api.serve import HttpServer, configure_logging, read_venue, wait_for_signal
-    from api.settings import DEMO_SECRET, SettingsError, load_settings
+    from api.settings import SettingsError, load_settings
 
     if args.shoppers is not None and args.shoppers < 0:
         raise CliError(f"--shoppers must be >= 0, got {args.shoppers}")
@@ -62,7 +62,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             url = broker.url
         try:
             settings = load_settings(mqtt_url=url, http=args.http, db=workdir / "instore.sqlite", demo=True,
-                                     secret=DEMO_SECRET, log_level="WARNING")
+                                     log_level="WARNING")
         except SettingsError as exc:
             raise CliError(str(exc)) from None
         configure_logging(settings.log_level)

@@ -29,7 +29,7 @@ from api.const import (
     RETENTION_SWEEP_S,
     TICK_S,
 )
-from api.errors import IngestError
+from api.errors import EngineError, IngestError
 from api.live_view import LiveView
 from api.messages import Routes, decode_message
 from api.mqtt_ingest import MqttIngest, MqttItem, parse_mqtt_url
@@ -75,7 +75,7 @@ def resolve_secret(settings: Settings, store: SqliteStore) -> bytes:
 class Engine:
     def __init__(self, settings: Settings, venue: Venue, venue_text: str = "", *,
                  clock: Callable[[], float] = time.time, locator: LiveLocator | None = None,
-                 outlets: Sequence[Outlet] = ()) -> None:
+                 outlets: Sequence[Outlet] = (), with_campaigns: bool = True) -> None:
         self.settings = settings
         self.venue = venue
         self.clock = clock
@@ -104,15 +104,33 @@ class Engine:
             self.timeseries = TimeSeriesWriter(settings.influx_url, token, settings.influx_org,
                                                settings.influx_bucket, venue.id, {z.id: z.floor for z in venue.zones},
                                                self.pipeline.gateway_rows)
-        self.pipeline.outlets = [self.live, self.mqtt_out, *outlets]
+        self.campaigns: Any = None  # campaigns.CampaignEngine; gets every commit's events and positions
+        self.campaign_store: Any = None
+        self.campaign_outlet: Any = None
+        if with_campaigns:
+            self._wire_campaigns()
+        first: list[Outlet] = [self.campaign_outlet] if self.campaign_outlet is not None else []
+        self.pipeline.outlets = [*first, self.live, self.mqtt_out, *outlets]
         if self.timeseries is not None:
             self.pipeline.outlets.append(self.timeseries)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards pipeline state touched by API threads (scan pseudonyms only)
         self.failure: str | None = None
-        self.campaigns: Any = None  # campaigns.CampaignEngine when wired; gets every zone event
         self._last_sweep = 0.0
+
+    def _wire_campaigns(self) -> None:
+        from api.campaign_outlet import CampaignOutlet
+        from api.campaign_store import SqliteCampaignStore
+        from campaigns import CampaignEngine
+        from campaigns.errors import CampaignError
+
+        self.campaign_store = SqliteCampaignStore(self.settings.db)
+        try:
+            self.campaigns = CampaignEngine(self.campaign_store, self.venue, self.secret, now=self.clock())
+        except CampaignError as exc:
+            raise EngineError(f"campaigns: {exc}") from None
+        self.campaign_outlet = CampaignOutlet(self.campaigns, self.mqtt_out.offer, self.live.extra_events)
 
     # -------------------------------------------------------------------------------------- lifecycle
 
@@ -232,6 +250,9 @@ class Engine:
             "occupancy_total": sum(self.live.view.occupancy.values()),
             "published": self.mqtt_out.published,
         }
+        if self.campaign_outlet is not None:
+            out["campaigns"] = {"decisions": self.campaign_outlet.decisions, "offers_sent": self.campaign_outlet.sent,
+                                "failures": self.campaign_outlet.failures}
         if self.timeseries is not None:
             out["timeseries"] = self.timeseries.stats()
         return out

@@ -41,6 +41,7 @@ class LiveView:
         self.view = View()
         self.changed = threading.Condition()
         self._events: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS_KEPT)
+        self.extra_events: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS_KEPT)  # offers, from other outlets
         self._zone_floor = {z.id: z.floor for z in venue.zones}
 
     def emit(self, c: Committed) -> None:
@@ -49,6 +50,8 @@ class LiveView:
             return
         for e in c.events:
             self._events.append(e)
+        while self.extra_events:
+            self._events.append(self.extra_events.popleft())
         horizon = (c.watermark or 0.0) - LIVE_MAX_AGE_S
         positions = tuple(sorted((f for f in p.latest.values() if f.t >= horizon), key=lambda f: f.device))
         occupancy = p.occupancy()

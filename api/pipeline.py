@@ -54,6 +54,7 @@ class Committed:
     watermark: float | None
     fixes: tuple[Fix, ...]
     events: tuple[dict[str, Any], ...]  # wire-format event dicts
+    zone_events: tuple[ZoneEvent, ...]  # the same events as the locator gave them
     gateways: tuple[GatewayRow, ...]  # gateways whose state changed
     occupancy: tuple[OccupancyRow, ...]  # closed minutes
     acks: tuple[object, ...]
@@ -320,7 +321,7 @@ class Pipeline:
             self.counters.events[e["type"]] = self.counters.events.get(e["type"], 0) + 1
             self.recent_events.append(e)
         self.counters.commits += 1
-        out = Committed(wall, self.watermark, tuple(fixes), tuple(events), changed, tuple(w.occupancy),
+        out = Committed(wall, self.watermark, tuple(fixes), tuple(events), tuple(zevents), changed, tuple(w.occupancy),
                         tuple(self._acks), tuple(self._applied))
         if self.on_applied is not None and self._applied:
             self.on_applied(self._applied, after)

@@ -62,7 +62,8 @@ def test_gateways_in_positions_sessions_and_events_out(engine: Engine, mosquitto
             pub.batch(store_venue.id, b)
         sent = sum(len(b) for b in batches)
         wait_until(lambda: engine.pipeline.counters.readings_applied == sent, 20, "all readings applied")
-        wait_until(lambda: len(events.messages) > 0 and len(positions.messages) > 0, 10, "events and positions")
+        wait_until(lambda: len(events.messages) > 0 and len({p["device"] for p in positions.messages}) == 8, 10,
+                   "events, and positions of every device")
     finally:
         pub.close()
         events.close()

@@ -1,9 +1,9 @@
 #!/bin/sh
-# Debian packages the project uses: mosquitto (broker for tests and benchmarks), victoria-metrics
+# Debian packages the project uses: mosquitto (broker for tests and benchmarks; openssl makes its test TLS certs), victoria-metrics
 # (time-series server for integration tests), chromium + chromedriver (browser tests of the pages).
 # Installs only what is missing; needs root (or passwordless sudo) when something is missing.
 set -eu
-PACKAGES="mosquitto victoria-metrics chromium chromium-driver"
+PACKAGES="mosquitto victoria-metrics chromium chromium-driver openssl"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -82,6 +82,13 @@ class Collector:
                     out[int(bid.rsplit("-", 1)[1])] = r
         return out
 
+    def started_at(self) -> float:
+        """When the (first) gateway process started, from its status JSON (``t - uptime_s``)."""
+        with self.lock:
+            docs = [json.loads(s) for s in self.status if s.startswith(b"{")]
+        assert docs, "no online status seen"
+        return float(docs[0]["t"] - docs[0]["uptime_s"])
+
     def seqs(self) -> list[int]:
         with self.lock:
             return sorted(self.batches)
@@ -131,9 +138,13 @@ def test_end_to_end_replay_through_mosquitto(tmp_path: Path, mosquitto_broker: M
     config = write_config(tmp_path, mosquitto_broker, tmp_path / "a.jsonl")
     log = tmp_path / "gw.log"
     assert finish(start_gateway(config, log), log) == 0, log.read_text()
-    assert collector.wait(lambda: len(collector.readings()) == len(lines) and collector.status[-1:] == [b"offline"])
+    assert collector.wait(lambda: collector.status[-1:] == [b"offline"])
+    heard = {i: ln["rssi"] for i, ln in enumerate(lines) if ln["t"] >= collector.started_at() + 0.1}
+    assert len(heard) > len(lines) // 2  # the gateway started well before the replay (unless the box is swamped)
+    assert collector.wait(lambda: len(collector.readings()) >= len(heard))
     assert_contiguous(collector.seqs())
-    assert collector.readings() == {i: ln["rssi"] for i, ln in enumerate(lines)}
+    got = collector.readings()
+    assert {i: got[i] for i in heard} == heard and set(got) <= {i for i, _ in enumerate(lines)}
     online = [json.loads(s) for s in collector.status if s != b"offline"]
     assert online and online[-1]["state"] == "online" and online[-1]["adverts"] >= 1
     assert "6087" not in log.read_text()  # nothing MAC-like leaks (replays carry none; the log stays clean)
@@ -150,9 +161,12 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path, mosquitto_broke
     time.sleep(1.5)  # the gateway goes on hearing adverts; batches wait in its outbox
     mosquitto_broker.start()
     assert finish(proc, log) == 0, log.read_text()
-    assert collector.wait(lambda: len(collector.readings()) == len(lines))
+    heard = {i: ln["rssi"] for i, ln in enumerate(lines) if ln["t"] >= collector.started_at() + 0.1}
+    assert len(heard) > len(lines) // 2
+    assert collector.wait(lambda: len(collector.readings()) >= len(heard))
     assert_contiguous(collector.seqs())
-    assert collector.readings() == {i: ln["rssi"] for i, ln in enumerate(lines)}
+    got = collector.readings()
+    assert {i: got[i] for i in heard} == heard
 
 
 def test_kill_9_during_outage_loses_no_committed_batch(tmp_path: Path, mosquitto_broker: MosquittoBroker,
@@ -179,7 +193,8 @@ def test_kill_9_during_outage_loses_no_committed_batch(tmp_path: Path, mosquitto
     got = collector.readings()
     period = 0.5
     # heard and committed before the kill (all but the last open batch): delivered
-    before = [i for i, ln in enumerate(lines) if ln["t"] < killed_at - period - 0.3]
+    before = [i for i, ln in enumerate(lines)
+              if collector.started_at() + 0.1 <= ln["t"] < killed_at - period - 1.0]
     assert before and all(i in got for i in before), sorted(set(before) - set(got))[:10]
     # heard after the restart (the replay skips what was on the air while the gateway was down): delivered
     after = [i for i, ln in enumerate(lines) if ln["t"] > restarted_at + 1.5]
@@ -221,6 +236,8 @@ def test_outbox_full_keeps_newest_batches_when_broker_returns(tmp_path: Path, mo
     seqs = collector.seqs()
     assert len(seqs) == 3
     assert_contiguous(seqs)
-    assert sorted(collector.readings()) == list(range(len(lines) - 12, len(lines)))
     status = [json.loads(s) for s in collector.status if s != b"offline"]
-    assert status[-1]["drops"]["outbox_full"] == 7
+    made = status[-1]["batches"]
+    assert made >= 8 and status[-1]["drops"]["outbox_full"] == made - 3
+    got = sorted(collector.readings())  # the newest three batches: a suffix of the replay
+    assert got == list(range(len(lines) - len(got), len(lines))) and 9 <= len(got) <= 12

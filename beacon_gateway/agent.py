@@ -156,7 +156,12 @@ class GatewayAgent:
         return self.health.status(
             self._wall(), gateway=self.cfg.gateway, scanner=self.scanner.kind, outbox_depth=self.outbox.depth,
             outbox_bytes=self.outbox.bytes, outbox_dropped=self.outbox.dropped, connected=self.publisher.connected,
-        ) | {"adapter_restarts": self.scanner.restarts}
+        ) | {
+            "adapter_restarts": self.scanner.restarts,
+            "scanner_mode": getattr(self.scanner, "active_mode", None),
+            "scanner_start_failures": getattr(self.scanner, "start_failures", 0),
+            "scanner_error": getattr(self.scanner, "last_error", None),
+        }
 
     def _publish_status(self) -> None:
         self.health.adapter_restarts = self.scanner.restarts

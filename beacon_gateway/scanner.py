@@ -88,6 +88,7 @@ class BleakAdvertScanner:
         self.restarts = 0  # watchdog restarts of a quiet scanner
         self.start_failures = 0
         self.active_mode: str | None = None  # the mode actually in use
+        self.last_error: str | None = None  # why the scanner last failed to start, for the status
         self._last_advert = 0.0
 
     def configure(self, scan_window_s: float | None) -> None:
@@ -119,12 +120,14 @@ class BleakAdvertScanner:
                 await scanner.start()
             except Exception as exc:  # bleak raises BleakError, D-Bus errors, OSError... all mean "not this way"
                 last = exc
-                log.warning("%s scanning unavailable: %s", mode, exc)
+                log.warning("%s scanning unavailable: %s: %s", mode, type(exc).__name__, exc)
                 continue
             self.active_mode = mode
+            self.last_error = None
             log.info("scanning (%s) on %s", mode, self.adapter or "the default adapter")
             return scanner
-        raise RuntimeError(f"cannot start scanning: {last}")
+        self.last_error = f"{type(last).__name__}: {last}" if last else "no scanning mode"
+        raise RuntimeError(f"cannot start scanning ({self.last_error})")
 
     async def run(self, sink: AdvertSink, stop: asyncio.Event) -> None:
         wall = self._wall

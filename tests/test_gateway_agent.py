@@ -341,3 +341,55 @@ def test_bleak_scanner_that_cannot_start_keeps_retrying_without_crashing() -> No
     asyncio.run(asyncio.wait_for(scanner.run(Sink(), stop), 5))
     assert scanner.start_failures == 6
     assert waits == [1.0, 2.0, 5.0, 10.0, 30.0, 30.0]  # bounded backoff
+
+
+def test_agent_over_the_bleak_scanner_publishes_ids_never_macs(tmp_path: Path) -> None:
+    backend = make_fake_bleak_backend(fail_passive=True)
+    cfg = make_cfg(tmp_path, batch={"period_s": 0.1, "max": 500})
+    pub = FakePublisher()
+    outbox = Outbox(tmp_path / "ob.sqlite", max_batches=100, max_bytes=10**7)
+    agent = GatewayAgent(cfg, BleakAdvertScanner(backend=backend, watchdog_s=30), pub, outbox)
+    macs = [f"C0:FF:EE:00:00:{i:02X}" for i in range(20)]
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop))
+        while not any(b.running for b in backend.instances):
+            await asyncio.sleep(0.01)
+        fake = next(b for b in backend.instances if b.running)
+        for i, mac in enumerate(macs):
+            fake.emit(mac, advertisement({0x004C: bytes.fromhex(ibeacon_hex(minor=i))}, rssi=-50 - i))
+            fake.emit(mac, advertisement({0x004C: b"\x10\x05\x01\x18"}, local_name="iPhone"))  # not a beacon
+        await asyncio.sleep(0.7)  # past a batch period and a status period
+        stop.set()
+        await asyncio.wait_for(task, RUN_TIMEOUT_S)
+
+    asyncio.run(scenario())
+    _, readings = readings_of(pub)
+    assert sorted(int(bid.rsplit("-", 1)[1]) for _, bid, _ in readings) == list(range(20))
+    everything = b"".join(p.payload for p in pub.published).lower()
+    for mac in macs:
+        assert mac.lower().encode() not in everything and mac.replace(":", "").lower().encode() not in everything
+    status = json.loads(pub.on("/status")[-2].payload)
+    assert status["scanner_mode"] == "active" and status["drops"] == {"not_beacon": 20}
+
+
+def test_status_reports_a_scanner_that_cannot_start(tmp_path: Path) -> None:
+    backend = make_fake_bleak_backend(fail_all=True)
+    pub = FakePublisher()
+    outbox = Outbox(tmp_path / "ob.sqlite", max_batches=100, max_bytes=10**7)
+    scanner = BleakAdvertScanner(backend=backend)
+    agent = GatewayAgent(make_cfg(tmp_path), scanner, pub, outbox, shutdown_grace_s=0.2)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop))
+        while scanner.start_failures < 1:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.6)  # a status period
+        stop.set()
+        await asyncio.wait_for(task, RUN_TIMEOUT_S)
+
+    asyncio.run(scenario())
+    status = json.loads(pub.on("/status")[-2].payload)
+    assert status["scanner_start_failures"] >= 1 and "not supported" in status["scanner_error"]

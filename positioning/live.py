@@ -24,7 +24,6 @@ from positioning.const import (
     DEVICE_HEIGHT_M,
     DEVICE_OFFSET_MAX_DB,
     DEVICE_OFFSET_PRIOR_DB,
-    MAX_CENSOR_ANCHORS,
     MIN_ANCHORS_FOR_OFFSET,
     REFERENCE_TX_DBM,
     RSSI_MAX_DBM,
@@ -36,7 +35,7 @@ from positioning.const import (
 )
 from positioning.filtering import aggregate
 from positioning.maps import NO_ZONE, SiteMap, open_site_map, site_map_from_venue
-from positioning.multilateration import solve
+from positioning.multilateration import solve_warm
 from positioning.problems import build_problem
 from positioning.radio import AnchorTable, anchor_table_from_venue, expected_rssi
 from positioning.tracking import PARTICLES, Observation, ParticleTracker, TrackEstimate
@@ -57,10 +56,10 @@ SENSITIVITY_MIN_READINGS: Final = 500  # below this many readings keep the defau
 PACKET_LOSS: Final = 0.3  # chance a receiver in range misses one advert; silence after k adverts: 0.3**k
 OFFSET_PROCESS_DB2_PER_S: Final = 0.02  # a device's offset drifts slowly (phone moved to a pocket)
 OFFSET_MIN_MARGIN_DB: Final = 10.0  # only readings this far above sensitivity inform the offset
+WARM_START_S: Final = 5.0  # a track seen this recently seeds its device's next fix
 TRACK_CORRELATED_DB: Final = 3.5  # correlated shadowing the tracker assumes per window (it averages windows)
-NEIGHBOURS: Final = 16  # anchors per anchor considered for censoring
-OFFSET_WINDOW_FLOOR_DB: Final = 4.0  # least noise of one window's offset estimate
-OFFSET_MIN_SD_DB: Final = 1.5  # a device's offset is never known better than this
+OFFSET_WINDOW_FLOOR_DB: Final = 6.0  # least noise of one window's offset estimate
+OFFSET_MIN_SD_DB: Final = 3.0  # a device's offset is never known better than this
 FIX_OFFSET_MIN_SD_DB: Final = 4.0  # the per-window fix keeps freedom in the offset so it can rescue a track
 
 
@@ -152,6 +151,8 @@ class _Device:
     prior_set: bool = False
     floor: int = -1
     last_t: float = -np.inf
+    x: float = 0.0
+    y: float = 0.0
     zones: ZoneHysteresis = field(default_factory=ZoneHysteresis)
 
 
@@ -187,7 +188,6 @@ class LiveLocator:
         self.rssi_hist = np.zeros(int(RSSI_MAX_DBM - RSSI_MIN_DBM) + 1, dtype=np.int64)
         self._buf: list[Readings] = []
         self._chain = {zid: self.site.zone_chain(k) for k, zid in enumerate(self.site.zone_ids)}
-        self._neighbours = self._anchor_neighbours()
         self._bounds = np.array([r.bounds for r in self.site.floors], dtype=np.float64)
 
     @classmethod
@@ -252,8 +252,12 @@ class LiveLocator:
             self.anchors, self.site, agg.group, agg.anchor, agg.mean, agg.var, agg.count, p0_group, len(devices),
             offsets, np.maximum(off_sd, FIX_OFFSET_MIN_SD_DB), sens, self.cfg.device_height, alive)
         floor_guess = self.anchors.floor[heard_idx[:, 0]]
-        cens_idx = self._censor_candidates(heard_idx, heard_any, alive)
-        sol = solve(prob)
+        # Devices with a live track start from their last estimate; new ones search from scratch.
+        warm = np.array([np.isfinite(self.devices[d].last_t) and t_fix[k] - self.devices[d].last_t < WARM_START_S
+                         and self.devices[d].floor == floor_guess[k] for k, d in enumerate(devices)], dtype=bool)
+        theta0 = np.array([[self.devices[d].x, self.devices[d].y, self.devices[d].offset] for d in devices])
+        theta0 = theta0.reshape(len(devices), 3)
+        sol = solve_warm(prob, theta0, warm)
         fix_ok = (heard_idx >= 0).sum(axis=1) >= 3
         fx = np.where(fix_ok, sol.x, np.nan)
         fy = np.where(fix_ok, sol.y, np.nan)
@@ -265,7 +269,8 @@ class LiveLocator:
 
         # The tracker sees consecutive windows; only part of a window's shadowing repeats in the next.
         pf_var = np.maximum(heard_var - WINDOW_CORRELATED_DB**2 + TRACK_CORRELATED_DB**2, 1.0)
-        obs = Observation(heard_idx, heard_mean, pf_var, cens_idx, offsets, off_sd**2, np.full(len(devices), sens),
+        obs = Observation(heard_idx, heard_mean, pf_var, alive[None, :] & ~heard_any, offsets, off_sd**2,
+                          np.full(len(devices), sens),
                           PACKET_LOSS ** max_count.astype(np.float64))
         est = self.tracker.step(devices, t_fix, obs, np.where(fix_ok, fx, init_x), np.where(fix_ok, fy, init_y),
                                 floor_guess, init_acc)
@@ -294,26 +299,6 @@ class LiveLocator:
             st.offset_var = TX_POWER_PRIOR_DB**2
         st.prior_set = True
 
-    def _anchor_neighbours(self) -> IntArray:
-        a = self.anchors
-        n = len(a)
-        d = np.hypot(a.x[:, None] - a.x[None, :], a.y[:, None] - a.y[None, :])
-        d = np.where(a.floor[:, None] == a.floor[None, :], d, np.inf)
-        np.fill_diagonal(d, 0.0)
-        m = min(NEIGHBOURS, n)
-        nb = np.argsort(d, axis=1, kind="stable")[:, :m]
-        return np.where(np.isfinite(np.take_along_axis(d, nb, axis=1)), nb, -1).astype(np.int64)
-
-    def _censor_candidates(self, heard_idx: IntArray, heard_any: npt.NDArray[np.bool_],
-                           alive: npt.NDArray[np.bool_]) -> IntArray:
-        """Neighbours of each device's strongest anchor that are alive and did not hear it at all."""
-        nb = self._neighbours[heard_idx[:, 0]]  # (D, M)
-        nbc = np.where(nb >= 0, nb, 0)
-        rows = np.arange(nb.shape[0])[:, None]
-        cand = (nb >= 0) & alive[nbc] & ~heard_any[rows, nbc]
-        pick = np.argsort(~cand, axis=1, kind="stable")[:, :MAX_CENSOR_ANCHORS]
-        return np.where(np.take_along_axis(cand, pick, 1), np.take_along_axis(nb, pick, 1), -1)
-
     def _fallback(self, heard_idx: IntArray, heard_mean: FloatArray,
                   offsets: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         """One or two anchors heard: near the strongest (between the two), with an honest spread."""
@@ -335,7 +320,11 @@ class LiveLocator:
         heard = heard_idx >= 0
         hi = np.where(heard, heard_idx, 0)
         mu0 = expected_rssi(a, hi, est.x[:, None], est.y[:, None], est.floor[:, None], self.cfg.device_height)
-        strong = heard & (heard_mean > sens + OFFSET_MIN_MARGIN_DB)
+        # Only readings from the estimated floor, and only while the strongest anchor agrees on the
+        # floor: a wrong floor would read as an 18 dB offset and feed back into the track.
+        same_floor = a.floor[hi] == est.floor[:, None]
+        agrees = a.floor[heard_idx[:, 0]] == est.floor
+        strong = heard & same_floor & agrees[:, None] & (heard_mean > sens + OFFSET_MIN_MARGIN_DB)
         resid = np.where(strong, heard_mean - mu0, np.nan)
         n_strong = strong.sum(axis=1)
         for k, d in enumerate(devices):
@@ -373,6 +362,7 @@ class LiveLocator:
                                         {"from": self.anchors.floor_ids[st.floor] or None}))
             st.floor = fl
             st.last_t = tk
+            st.x, st.y = float(est.x[k]), float(est.y[k])
             raw_zone = self.site.zone_ids[raw[k]] if raw[k] != NO_ZONE else None
             changes = (st.zones.update(tk, raw_zone, self._chain) if delay is None
                        else st.zones.update(tk, raw_zone, self._chain, delay))

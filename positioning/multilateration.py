@@ -41,6 +41,7 @@ GRID_CANDIDATES = 4  # per axis: a 4 x 4 grid of starting points over the bounds
 MULTISTART = 2  # a fix that ends poorly is solved again from its second best, separated start
 RETRY_COST_PER_READING = 1.5  # mean Huber cost per heard reading above which a fix is retried
 SOLVER_TOL_COST = 1e-13  # relative cost decrease below which an accepted step means converged
+WARM_ITERATIONS = 8  # a fix started from its track's last position needs only a few steps
 ANCHOR_CANDIDATES = 6  # the strongest heard anchors' positions are starting candidates
 MULTISTART_SEPARATION_M = 3.0  # an offset prior this tight means "offset known": its column is frozen
 
@@ -275,6 +276,25 @@ def solve(prob: FixProblem, theta0: FloatArray | None = None, iterations: int = 
 
 
 _TRACE: list[int] | None = None  # set to a list to record active fixes per iteration (profiling)
+
+
+def solve_warm(prob: FixProblem, theta0: FloatArray, warm: BoolArray, iterations: int = WARM_ITERATIONS) -> FixSolution:
+    """Fixes with ``warm`` set start from ``theta0`` (a track's last estimate) with a short run; the
+    others get the full multi-start solve. Results in input order."""
+    if warm.all():
+        return _solve_from(prob, theta0.copy(), iterations)
+    if not warm.any():
+        return solve(prob)
+    w_idx, c_idx = np.flatnonzero(warm), np.flatnonzero(~warm)
+    hot = _solve_from(_subset(prob, w_idx), theta0[w_idx].copy(), iterations)
+    cold = solve(_subset(prob, c_idx))
+    out = []
+    for f in FixSolution.__dataclass_fields__:
+        h, c = getattr(hot, f), getattr(cold, f)
+        arr = np.empty((prob.size, *h.shape[1:]), dtype=h.dtype)
+        arr[w_idx], arr[c_idx] = h, c
+        out.append(arr)
+    return FixSolution(*out)
 
 
 def _solve_from(prob: FixProblem, theta: FloatArray, iterations: int) -> FixSolution:

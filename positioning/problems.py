@@ -15,6 +15,8 @@ from positioning.radio import AnchorTable
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+HULL_ANCHORS: Final = 4  # the strongest few anchors bound where a fix may be
+HULL_MARGIN_M: Final = 10.0  # how far outside their box
 FEW_ADVERTS: Final = 3  # with fewer adverts in a window, silence may be packet loss: censor more cautiously
 
 
@@ -58,6 +60,15 @@ def build_problem(anchors: AnchorTable, site: SiteMap, group: IntArray, anchor: 
     near = np.take_along_axis(near, np.argsort(np.take_along_axis(d, near, axis=1), axis=1, kind="stable"), 1)
     cmask = np.isfinite(np.take_along_axis(d, near, axis=1))
     bounds = np.array([rs.bounds for rs in site.floors], dtype=np.float64)[floor]
+    # A device is near the anchors that hear it best: bound the fix to their box plus a margin, so a
+    # fit cannot escape to a far corner where every anchor is equally far (and no censoring reaches).
+    top = heard[:, :HULL_ANCHORS]
+    has = top >= 0
+    tx, ty = np.where(has, a.x[np.where(has, top, 0)], np.nan), np.where(has, a.y[np.where(has, top, 0)], np.nan)
+    bounds[:, 0] = np.maximum(bounds[:, 0], np.nanmin(tx, axis=1) - HULL_MARGIN_M)
+    bounds[:, 1] = np.maximum(bounds[:, 1], np.nanmin(ty, axis=1) - HULL_MARGIN_M)
+    bounds[:, 2] = np.minimum(bounds[:, 2], np.nanmax(tx, axis=1) + HULL_MARGIN_M)
+    bounds[:, 3] = np.minimum(bounds[:, 3], np.nanmax(ty, axis=1) + HULL_MARGIN_M)
     prob = FixProblem(
         ax=a.x[hi], ay=a.y[hi], dz=abs_z[hi] - dev_z[:, None], p0=p0m - loss, n=a.path_loss_n[hi], r=r,
         w=np.where(heard >= 0, 1.0 / v, 0.0),

@@ -47,10 +47,33 @@ CONNECTOR_RATE: Final = 0.08  # per second: chance that a particle near a connec
 OPEN_FLOOR_RATE: Final = 0.01  # per second: floor change anywhere when there is no venue
 INJECT_FRACTION: Final = 0.05  # share of particles redrawn around the window's fix each step
 INIT_SPREAD_M: Final = 3.0  # minimum spread of a new track around its first fix
-LOST_MEAN_E2: Final = 9.0  # mean squared standardized residual of the best particle above which a track is lost
+LOST_MEAN_E2: Final = 9.0  # mean squared standardized residual of the best particle above which a window is unexplained
+LOST_WINDOWS: Final = 3  # consecutive unexplained windows before a track is re-seeded from its fix
+INJECT_MAX_ACC_M: Final = 8.0  # only a fix at least this confident seeds particles
 FLOOR_SWITCH_SHARE: Final = 0.6  # weight share another floor needs before the estimate switches to it
 ROBUST_CLIP: Final = 3.0  # standardized residuals are clipped here in the likelihood
+NEAR_ANCHORS: Final = 8  # per particle, the nearest anchors whose silence counts against it
+NEAR_CELL_M: Final = 1.0  # resolution of the nearest-anchor lookup
+OTHER_FLOOR_M: Final = 4.0  # an anchor one floor up or down ranks as this much farther
 RESAMPLE_ESS: Final = 0.5  # resample when the effective sample size drops below this share
+
+
+def _near_anchor_tables(anchors: AnchorTable, site: SiteMap) -> tuple[list[IntArray], list[tuple[float, float]]]:
+    """Per floor, a grid of the NEAR_ANCHORS anchors nearest to each cell (other floors count as
+    OTHER_FLOOR_M farther, so the anchors right above and below are among them)."""
+    tables, origins = [], []
+    m = min(NEAR_ANCHORS, len(anchors))
+    for f, raster in enumerate(site.floors):
+        x0, y0, x1, y1 = raster.bounds
+        cx = np.arange(x0 + NEAR_CELL_M / 2, x1, NEAR_CELL_M)
+        cy = np.arange(y0 + NEAR_CELL_M / 2, y1, NEAR_CELL_M)
+        gx, gy = np.meshgrid(cx, cy)
+        d = np.hypot(gx[:, :, None] - anchors.x, gy[:, :, None] - anchors.y)
+        d = d + OTHER_FLOOR_M * np.abs(anchors.floor_level[anchors.floor] - anchors.floor_level[f])
+        near = np.argpartition(d, m - 1, axis=2)[:, :, :m] if m < len(anchors) else np.argsort(d, axis=2)
+        tables.append(near.astype(np.int64))
+        origins.append((x0, y0))
+    return tables, origins
 
 
 def device_seed(device: str, seed: int = 0) -> int:
@@ -59,12 +82,12 @@ def device_seed(device: str, seed: int = 0) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """Filtered readings of D devices in one step, padded to K heard and U censoring anchors."""
+    """Filtered readings of D devices in one step, padded to K heard anchors."""
 
     anchor: IntArray  # (D, K) anchor index; -1 padding
     mean: FloatArray  # (D, K)
     var: FloatArray  # (D, K)
-    censor: IntArray  # (D, U) anchor index of near anchors that did not hear; -1 padding
+    silent: BoolArray  # (D, A) anchors that were listening (alive) and did not hear the device
     offset: FloatArray  # (D,) device RSSI offset estimate
     offset_var: FloatArray  # (D,) its variance: the likelihood marginalises the offset over it
     sens: FloatArray  # (D,) sensitivity, dBm
@@ -101,7 +124,9 @@ class ParticleTracker:
         self.last_t = np.full(cap, -np.inf)
         self.est_floor = np.zeros(cap, dtype=np.int64)
         self.alive = np.zeros(cap, dtype=bool)
+        self.lost_n = np.zeros(cap, dtype=np.int64)
         self.az_abs = anchors.abs_z(device_height)
+        self.near_table, self.near_origin = _near_anchor_tables(anchors, site)
 
     # ------------------------------------------------------------------ bookkeeping
     def _slots(self, devices: list[str]) -> IntArray:
@@ -127,6 +152,7 @@ class ParticleTracker:
         self.last_t = np.concatenate([self.last_t, np.full_like(self.last_t, -np.inf)])
         self.est_floor = np.concatenate([self.est_floor, np.zeros_like(self.est_floor)])
         self.alive = np.concatenate([self.alive, np.zeros_like(self.alive)])
+        self.lost_n = np.concatenate([self.lost_n, np.zeros_like(self.lost_n)])
 
     def forget(self, device: str) -> None:
         s = self.slot.get(device)
@@ -186,7 +212,7 @@ class ParticleTracker:
 
         # Redraw a share of particles around the window's fix (sensor resetting).
         n_inj = max(1, round(INJECT_FRACTION * p_n))
-        has_fix = np.isfinite(fix_x) & ~fresh
+        has_fix = np.isfinite(fix_x) & ~fresh & (fix_acc < INJECT_MAX_ACC_M)
         if has_fix.any():
             rows = np.flatnonzero(has_fix)
             ix = fix_x[rows, None] + noise[rows, :n_inj, 0] * spread[rows]
@@ -246,10 +272,12 @@ class ParticleTracker:
         self.last_t[s] = t
         self.alive[s] = True
         self.est_floor[s] = est_floor
-        # A lost track (no particle explains the window) re-seeds from its fix next step.
-        relost = lost & np.isfinite(fix_x)
+        # A lost track (no particle explains several windows in a row) re-seeds from its fix next step.
+        self.lost_n[s] = np.where(lost, self.lost_n[s] + 1, 0)
+        relost = (self.lost_n[s] >= LOST_WINDOWS) & np.isfinite(fix_x)
         if relost.any():
             self.alive[s[relost]] = False
+            self.lost_n[s[relost]] = 0
         return TrackEstimate(ex, ey, est_floor, acc)
 
     # ------------------------------------------------------------------ pieces
@@ -315,29 +343,54 @@ class ParticleTracker:
         heard = obs.anchor >= 0
         ai = np.where(heard, obs.anchor, 0)
         mu = self._mu(px, py, pf, ai, obs.offset)  # (D, P, K)
-        # Residuals share the device's offset error: with an uncertain offset (variance s2), the
-        # likelihood is Gaussian with covariance diag(var) + s2 * 11^T, whose quadratic form is
-        # sum(e^2/v) - (sum(e/v))^2 / (1/s2 + sum(1/v)) (Sherman-Morrison). Residuals are clipped
-        # (Huber-like) first so one wild reading cannot dominate.
+        # Residuals share the device's offset error c ~ N(0, s2). Profiling it out gives the Gaussian
+        # marginal's quadratic form: min_c sum((e - c)^2 / v) + c^2 / s2. The residuals left after the
+        # common shift are clipped (Huber-like), so one wild reading cannot dominate, while the shift
+        # itself keeps its full prior penalty (a wrong floor reads as a large common shift).
         inv_v = np.where(heard, 1.0 / obs.var, 0.0)[:, None, :]
-        raw = np.where(heard[:, None, :], obs.mean[:, None, :] - mu, 0.0)
-        sd = np.sqrt(obs.var)[:, None, :]
-        e = np.clip(raw, -ROBUST_CLIP * sd, ROBUST_CLIP * sd)
-        q = (e * e * inv_v).sum(axis=2)
+        e = np.where(heard[:, None, :], obs.mean[:, None, :] - mu, 0.0)
         s2 = np.maximum(obs.offset_var, 1e-6)[:, None]
-        q -= (e * inv_v).sum(axis=2) ** 2 / (1.0 / s2 + inv_v.sum(axis=2))
+        shift = (e * inv_v).sum(axis=2) / (1.0 / s2 + inv_v.sum(axis=2))
+        sd = np.sqrt(obs.var)[:, None, :]
+        left = np.clip(e - shift[:, :, None], -ROBUST_CLIP * sd, ROBUST_CLIP * sd)
+        q = (left * left * inv_v).sum(axis=2) + shift * shift / s2
         ll = -0.5 * q
         k_heard = np.maximum(heard.sum(axis=1), 1)[:, None]
         mean_e2 = q / k_heard
-        cens = obs.censor >= 0
+        # Censoring, per particle: the anchors nearest to each particle that stayed silent.
+        near = self._near_anchors(px, py, pf)  # (D, P, M)
+        rows = np.arange(px.shape[0])[:, None, None]
+        cens = obs.silent[rows, near]
         if cens.any():
-            ci = np.where(cens, obs.censor, 0)
-            cmu = self._mu(px, py, pf, ci, obs.offset)
+            cmu = self._mu_at(px, py, pf, near, obs.offset)
             # Silent: below sensitivity, or above it but every advert lost.
             q = np.clip(obs.silent_q, 1e-12, 1.0 - 1e-12)[:, None, None]
             lc = np.logaddexp(log_ndtr((obs.sens[:, None, None] - cmu) / SHADOWING_DB) + np.log1p(-q), np.log(q))
-            ll += np.where(cens[:, None, :], lc, 0.0).sum(axis=2)
+            ll += np.where(cens, lc, 0.0).sum(axis=2)
         return ll, mean_e2
+
+    def _near_anchors(self, px: FloatArray, py: FloatArray, pf: IntArray) -> IntArray:
+        out = np.zeros((*px.shape, self.near_table[0].shape[2]), dtype=np.int64)
+        for f, table in enumerate(self.near_table):
+            m = pf == f
+            if not m.any():
+                continue
+            x0, y0 = self.near_origin[f]
+            ny, nx = table.shape[:2]
+            i = np.clip(((py[m] - y0) / NEAR_CELL_M).astype(np.int64), 0, ny - 1)
+            j = np.clip(((px[m] - x0) / NEAR_CELL_M).astype(np.int64), 0, nx - 1)
+            out[m] = table[i, j]
+        return out
+
+    def _mu_at(self, px: FloatArray, py: FloatArray, pf: IntArray, ai: IntArray, offset: FloatArray) -> FloatArray:
+        """Expected RSSI of anchors ``ai`` (D, P, M), one set per particle."""
+        a = self.anchors
+        dz = self.az_abs[ai] - (a.floor_elevation[pf] + self.h)[:, :, None]
+        d2 = (px[:, :, None] - a.x[ai]) ** 2 + (py[:, :, None] - a.y[ai]) ** 2 + dz * dz
+        d2 = np.maximum(d2, MIN_DISTANCE_M**2)
+        mu = a.rssi_1m[ai] + offset[:, None, None] - 5.0 * a.path_loss_n[ai] * np.log10(d2)
+        levels = np.abs(a.floor_level[a.floor[ai]] - a.floor_level[pf][:, :, None])
+        return np.asarray(mu - FLOOR_LOSS_DB * levels, dtype=np.float64)
 
     def _mu(self, px: FloatArray, py: FloatArray, pf: IntArray, ai: IntArray, offset: FloatArray) -> FloatArray:
         a = self.anchors

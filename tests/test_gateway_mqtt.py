@@ -112,9 +112,25 @@ def collector(mosquitto_broker: MosquittoBroker) -> Iterator[Collector]:
     c.close()
 
 
+_started: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def no_gateway_left_behind() -> Iterator[None]:
+    """A failed assertion must not leave a gateway process waiting forever for a broker."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def start_gateway(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen([instore_exe(), "gateway", "run", "--config", str(config)], stdout=out, stderr=out)
+        proc = subprocess.Popen([instore_exe(), "gateway", "run", "--config", str(config)], stdout=out, stderr=out)
+    _started.append(proc)
+    return proc
 
 
 def finish(proc: subprocess.Popen[bytes], log: Path, timeout_s: float = WAIT_S) -> int:
@@ -208,15 +224,10 @@ def test_last_will_marks_a_killed_gateway_offline(tmp_path: Path, mosquitto_brok
     config = write_config(tmp_path, mosquitto_broker, tmp_path / "a.jsonl")
     log = tmp_path / "gw.log"
     proc = start_gateway(config, log)
-    try:
-        assert collector.wait(lambda: any(s.startswith(b"{") for s in collector.status))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        assert collector.wait(lambda: collector.status[-1] == b"offline", 10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    assert collector.wait(lambda: any(s.startswith(b"{") for s in collector.status))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert collector.wait(lambda: collector.status[-1] == b"offline", 10)
 
 
 def test_outbox_full_keeps_newest_batches_when_broker_returns(tmp_path: Path, mosquitto_broker: MosquittoBroker,

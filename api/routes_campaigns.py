@@ -9,7 +9,7 @@ Mount with::
 
     store = SqliteCampaignStore(settings.db)             # same file as the service; own tables
     engine = CampaignEngine(store, venue, secret_bytes, now=time.time())
-    app.include_router(build_router(engine, store, time.time))
+    app.include_router(build_router(engine))              # store: engine.store; clock: time.time
 
 Bodies are pydantic models with bounds; a bad body gets FastAPI's 422 listing each bad field, a
 campaign that does not fit the venue a 422 naming the field, a voucher problem a 4xx with a stable
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -168,8 +169,17 @@ def _unprocessable(exc: CampaignError) -> HTTPException:
     return HTTPException(422, {"error": "invalid", "message": str(exc)})
 
 
-def build_router(engine: CampaignEngine, store: SqliteCampaignStore, clock: Clock) -> APIRouter:
-    """The campaign routes, all under ``/v1``. ``clock()`` gives UTC epoch seconds."""
+def build_router(engine: CampaignEngine, store: SqliteCampaignStore | None = None,
+                 clock: Clock | None = None) -> APIRouter:
+    """The campaign routes, all under ``/v1``. ``store`` defaults to the engine's own store (it must be a
+    ``SqliteCampaignStore``: redemption, reports and export need SQL); ``clock()`` gives UTC epoch
+    seconds (default ``time.time``)."""
+    if store is None:
+        if not isinstance(engine.store, SqliteCampaignStore):
+            raise TypeError("build_router needs a SqliteCampaignStore (pass store=...)")
+        store = engine.store
+    if clock is None:
+        clock = time.time
     router = APIRouter(prefix="/v1", tags=["campaigns"])
     venue = engine.venue
 

@@ -145,6 +145,10 @@ class CampaignEngine:
         return self._venue
 
     @property
+    def store(self) -> CampaignStore:
+        return self._store
+
+    @property
     def local_times(self) -> LocalTimes:
         return self._local
 
@@ -367,10 +371,10 @@ class CampaignEngine:
                 for thr in thresholds:
                     self._timer_seq += 1
                     heapq.heappush(self._timers, (t + thr, self._timer_seq, ev.device, zone, t, thr))
-            cands = self._index.get((zone, "enter"))
+            cands = self._candidates(zone, "enter")
             if cands:
                 self._decide(s, ev.device, cands, "enter", zone, ev.floor, t, out)
-            cands = self._index.get((zone, "revisit"))
+            cands = self._candidates(zone, "revisit")
             if cands and prev_seen is not None:
                 gap = t - prev_seen
                 due = tuple(c for c in cands if gap >= c.trigger.after_days * DAY_S)
@@ -380,7 +384,7 @@ class CampaignEngine:
             s.stays.pop(zone, None)
             s.zone_seen[zone] = t
             self._pending_seen[(ev.device, zone)] = t
-            cands = self._index.get((zone, "exit_without"))
+            cands = self._candidates(zone, "exit_without")
             if cands:
                 due = tuple(c for c in cands if not any(w in s.visit_zones for w in c.trigger.without))
                 if due:
@@ -429,7 +433,7 @@ class CampaignEngine:
             s = self._shoppers.get(shopper)
             if s is None or s.stays.get(zone) != enter:
                 continue  # left the zone (or forgotten) before the dwell time
-            cands = self._index.get((zone, "dwell"))
+            cands = self._candidates(zone, "dwell")
             if cands:
                 due_c = tuple(c for c in cands if c.trigger.dwell_s == thr)
                 if due_c:
@@ -466,6 +470,10 @@ class CampaignEngine:
                     self._decide(s, fix.device, armed, "proximity", target.zone, floor, fix.t, out)
 
     # ------------------------------------------------------------------------------------ rules
+
+    def _candidates(self, zone: str, kind: TriggerKind) -> tuple[Campaign, ...] | None:
+        """Campaigns of ``zone`` with trigger ``kind`` (active or paused), best rank first."""
+        return self._index.get((zone, kind))
 
     def _decide(self, s: _Shopper, shopper: str, cands: Sequence[Campaign], trigger: TriggerKind,
                 zone: str | None, floor: str | None, t: float, out: list[Decision]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, Final
 
 from campaigns.attribution import CampaignCounts, GroupCounts
 from campaigns.codec import campaign_from_dict, campaign_to_dict
-from campaigns.const import ATTRIBUTION_WINDOW_S
+from campaigns.const import ATTRIBUTION_WINDOW_S, HOUR_S
 from campaigns.model import (
     Campaign,
     Consent,
@@ -34,6 +35,7 @@ from campaigns.store import EngineWrites
 from campaigns.vouchers import VoucherClaims
 
 BUSY_TIMEOUT_MS: Final = 10_000  # a till waits up to 10 s for another till's transaction before failing
+IN_CHUNK: Final = 500  # shoppers per "IN (...)" query: below SQLite's 999-parameter limit of old builds
 ERASED: Final = "erased"  # what a deleted shopper's id becomes in rows kept for accounting
 
 SCHEMA: Final = """
@@ -43,6 +45,9 @@ CREATE TABLE IF NOT EXISTS campaign_decisions (
     zone TEXT, floor TEXT, reason TEXT NOT NULL, offer_id TEXT);
 CREATE INDEX IF NOT EXISTS campaign_decisions_campaign ON campaign_decisions (campaign, reason);
 CREATE INDEX IF NOT EXISTS campaign_decisions_shopper ON campaign_decisions (shopper);
+CREATE TABLE IF NOT EXISTS campaign_decision_counts (
+    campaign TEXT NOT NULL, reason TEXT NOT NULL, trigger TEXT NOT NULL, zone TEXT NOT NULL, hour REAL NOT NULL,
+    n INTEGER NOT NULL, PRIMARY KEY (campaign, reason, trigger, zone, hour)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS campaign_offers (
     offer_id TEXT PRIMARY KEY, campaign TEXT NOT NULL, brand TEXT NOT NULL, shopper TEXT NOT NULL,
     t REAL NOT NULL, expires REAL NOT NULL, voucher TEXT NOT NULL, zone TEXT, trigger TEXT NOT NULL,
@@ -78,11 +83,19 @@ CREATE INDEX IF NOT EXISTS campaign_purchases_shopper ON campaign_purchases (sho
 """
 
 
+def _profile_row(shopper: str, r: Sequence[Any]) -> ShopperProfile:
+    """A profile from (channel, home_store, segments, quiet_hours, visit_count, first_seen, last_visit,
+    spend_total, redemptions)."""
+    return ShopperProfile(shopper, r[0], r[1], tuple(json.loads(r[2])), int(r[4]), r[5], r[6], float(r[7]),
+                          int(r[8]), tuple(DailyWindow.parse(w) for w in json.loads(r[3])))
+
+
 class SqliteCampaignStore:
     """The campaign store over one SQLite file (shared with the rest of the service)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, keep_blocked_rows: bool = False) -> None:
         self.path = Path(path)
+        self.keep_blocked_rows = keep_blocked_rows
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -156,13 +169,45 @@ class SqliteCampaignStore:
             "SELECT campaign, COUNT(*) FROM campaign_offers WHERE shopper = ? GROUP BY campaign", (shopper,))}
         return ShopperSnapshot(profile, consents, offers, seen, exposures, totals)
 
+    def load_shoppers(self, shoppers: Sequence[str], since: float) -> dict[str, ShopperSnapshot]:
+        out: dict[str, ShopperSnapshot] = {}
+        for k in range(0, len(shoppers), IN_CHUNK):
+            out.update(self._load_chunk(list(shoppers[k:k + IN_CHUNK]), since))
+        return out
+
+    def _load_chunk(self, shoppers: list[str], since: float) -> dict[str, ShopperSnapshot]:
+        db = self._conn()
+        marks = ",".join("?" * len(shoppers))
+        profiles = {s: ShopperProfile(s) for s in shoppers}
+        for r in db.execute("SELECT shopper, channel, home_store, segments, quiet_hours, visit_count, first_seen, "
+                            f"last_visit, spend_total, redemptions FROM campaign_profiles WHERE shopper IN ({marks})",
+                            shoppers):
+            profiles[r[0]] = _profile_row(r[0], r[1:])
+        consents: dict[str, list[Consent]] = {s: [] for s in shoppers}
+        for r in db.execute("SELECT shopper, scope, granted, t, source FROM campaign_consents "
+                            f"WHERE shopper IN ({marks}) ORDER BY t, rowid", shoppers):
+            consents[r[0]].append(Consent(r[0], r[1], bool(r[2]), r[3], r[4]))
+        offers: dict[str, list[SentOffer]] = {s: [] for s in shoppers}
+        totals: dict[str, dict[str, int]] = {s: {} for s in shoppers}
+        for r in db.execute("SELECT shopper, offer_id, campaign, t, state, state_t, zone FROM campaign_offers "
+                            f"WHERE shopper IN ({marks}) ORDER BY t", shoppers):
+            totals[r[0]][r[2]] = totals[r[0]].get(r[2], 0) + 1
+            if r[3] >= since:
+                offers[r[0]].append(SentOffer(r[1], r[2], r[3], r[4], r[5], r[6]))
+        seen: dict[str, dict[str, float]] = {s: {} for s in shoppers}
+        for r in db.execute(f"SELECT shopper, zone, t FROM campaign_zone_seen WHERE shopper IN ({marks})", shoppers):
+            seen[r[0]][r[1]] = r[2]
+        exposures: dict[str, list[Exposure]] = {s: [] for s in shoppers}
+        for r in db.execute("SELECT shopper, campaign, t, holdout FROM campaign_exposures "
+                            f"WHERE shopper IN ({marks}) AND visited_t IS NULL", shoppers):
+            exposures[r[0]].append(Exposure(r[1], r[0], r[2], bool(r[3])))
+        return {s: ShopperSnapshot(profiles[s], tuple(consents[s]), tuple(offers[s]), seen[s], tuple(exposures[s]),
+                                   totals[s]) for s in shoppers}
+
     def _profile(self, db: sqlite3.Connection, shopper: str) -> ShopperProfile:
         r = db.execute("SELECT channel, home_store, segments, quiet_hours, visit_count, first_seen, last_visit, "
                        "spend_total, redemptions FROM campaign_profiles WHERE shopper = ?", (shopper,)).fetchone()
-        if r is None:
-            return ShopperProfile(shopper)
-        return ShopperProfile(shopper, r[0], r[1], tuple(json.loads(r[2])), int(r[4]), r[5], r[6], float(r[7]),
-                              int(r[8]), tuple(DailyWindow.parse(w) for w in json.loads(r[3])))
+        return ShopperProfile(shopper) if r is None else _profile_row(shopper, r)
 
     def profile(self, shopper: str) -> ShopperProfile:
         return self._profile(self._conn(), shopper)
@@ -201,14 +246,26 @@ class SqliteCampaignStore:
                        (state, t, offer_id, shopper, state))
 
     def write(self, writes: EngineWrites) -> None:
+        """One transaction. Sent and held-out decisions are kept one row each (they are the experiment);
+        blocked ones as counts per campaign, reason, trigger, zone and hour (what reports need, and no
+        per-shopper trail of offers a shopper never saw) unless ``keep_blocked_rows``."""
         decisions = writes.decisions
+        rows = decisions if self.keep_blocked_rows else [d for d in decisions if d.reason in ("sent", "holdout")]
+        counts: Counter[tuple[str, str, str, str, float]] = Counter(
+            (d.campaign, d.reason, d.trigger, d.zone or "", d.t // HOUR_S * HOUR_S) for d in decisions
+            if d.reason not in ("sent", "holdout"))
         with self._tx() as db:
-            if decisions:
+            if counts:
+                db.executemany(
+                    "INSERT INTO campaign_decision_counts (campaign, reason, trigger, zone, hour, n) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (campaign, reason, trigger, zone, hour) "
+                    "DO UPDATE SET n = n + excluded.n", [(*k, n) for k, n in counts.items()])
+            if rows:
                 db.executemany(
                     "INSERT INTO campaign_decisions (t, shopper, campaign, trigger, zone, floor, reason, offer_id) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [(d.t, d.shopper, d.campaign, d.trigger, d.zone, d.floor, d.reason,
-                      None if d.offer is None else d.offer.offer_id) for d in decisions])
+                      None if d.offer is None else d.offer.offer_id) for d in rows])
                 sent = [d for d in decisions if d.offer is not None]
                 if sent:
                     db.executemany(
@@ -306,8 +363,14 @@ class SqliteCampaignStore:
 
     def campaign_counts(self, campaign: str, redeem_zones: Sequence[str]) -> CampaignCounts:
         db = self._conn()
-        decisions = {r[0]: int(r[1]) for r in db.execute(
-            "SELECT reason, COUNT(*) FROM campaign_decisions WHERE campaign = ? GROUP BY reason", (campaign,))}
+        decisions: dict[str, int] = {}
+        for r in db.execute("SELECT reason, COUNT(*) FROM campaign_decisions WHERE campaign = ? AND "
+                            "(reason IN ('sent', 'holdout') OR ?) GROUP BY reason",
+                            (campaign, 0)):
+            decisions[r[0]] = int(r[1])
+        for r in db.execute("SELECT reason, SUM(n) FROM campaign_decision_counts WHERE campaign = ? GROUP BY reason",
+                            (campaign,)):
+            decisions[r[0]] = decisions.get(r[0], 0) + int(r[1])
         o = db.execute("SELECT COUNT(*), COUNT(delivered_t), COUNT(opened_t), COUNT(dismissed_t), COUNT(redeemed_t) "
                        "FROM campaign_offers WHERE campaign = ?", (campaign,)).fetchone()
         revenue = db.execute("SELECT COALESCE(SUM(amount), 0) FROM campaign_redemptions WHERE campaign = ?",
@@ -378,5 +441,6 @@ class SqliteCampaignStore:
         """Retention: delete decisions and zone last-seen times older than ``t``."""
         with self._tx() as db:
             n = db.execute("DELETE FROM campaign_decisions WHERE t < ?", (t,)).rowcount
+            n += db.execute("DELETE FROM campaign_decision_counts WHERE hour < ?", (t,)).rowcount
             n += db.execute("DELETE FROM campaign_zone_seen WHERE t < ?", (t,)).rowcount
         return int(n)

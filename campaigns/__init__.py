@@ -6,7 +6,7 @@ locator's steps; see ``campaigns/README.md``.
 
 from campaigns.attribution import CampaignCounts, GroupCounts, build_report
 from campaigns.eligibility import in_audience, latest_consents, may_market
-from campaigns.engine import CampaignEngine
+from campaigns.engine import CampaignEngine, PositionColumns
 from campaigns.errors import CampaignError, CampaignValidationError, VoucherError
 from campaigns.holdout import holdout_bucket, in_holdout
 from campaigns.model import (
@@ -70,6 +70,7 @@ __all__ = [
     "Offer",
     "OfferContent",
     "OfferState",
+    "PositionColumns",
     "ProtectionPolicy",
     "Reason",
     "RedemptionOutcome",

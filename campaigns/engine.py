@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 
 from campaigns.const import ATTRIBUTION_WINDOW_S, DAY_S, HOUR_S, PROXIMITY_HYSTERESIS_M, SHOPPER_IDLE_EVICT_S
 from campaigns.eligibility import in_audience, latest_consents, may_market
@@ -48,7 +49,7 @@ from campaigns.model import (
     ShopperSnapshot,
     TriggerKind,
 )
-from campaigns.proximity import FloatArray, distance_to_polygon, polygon_edges
+from campaigns.proximity import FloatArray, distance_pairs, pad_edges, polygon_edges
 from campaigns.redemption import Credit, RedemptionOutcome, RedemptionRequest, credit_split, precheck
 from campaigns.schedule import LocalTime, LocalTimes, in_quiet_hours, in_schedule
 from campaigns.store import CampaignStore, EngineWrites, VisitConversion
@@ -58,6 +59,7 @@ from positioning.live import Fix, StepResult, ZoneEvent
 from positioning.venue import Venue
 
 DWELL_EXTRA_KEYS: Final = ("dwell_s", "seconds", "duration_s")  # how a positioning "dwell" event may say how long
+ObjectArray = npt.NDArray[np.object_]
 SWEEP_EVERY_S: Final = 3600.0  # look for idle shoppers to evict at most once an (event-time) hour
 
 
@@ -85,6 +87,26 @@ class _Shopper:
     zone_seen: dict[str, float] = field(default_factory=dict)
     exposures: dict[str, float] = field(default_factory=dict)  # campaign -> first exposure t, awaiting a visit
     near: set[tuple[str, str]] = field(default_factory=set)  # (zone, campaign) proximity triggers fired
+
+
+@dataclass(frozen=True, slots=True)
+class PositionColumns:
+    """Positions of one window as equal-length columns; ``floor`` holds floor ids (str objects)."""
+
+    t: FloatArray
+    device: ObjectArray
+    floor: ObjectArray
+    x: FloatArray
+    y: FloatArray
+
+    @staticmethod
+    def from_fixes(fixes: Sequence[Fix]) -> PositionColumns:
+        n = len(fixes)
+        return PositionColumns(np.fromiter((f.t for f in fixes), dtype=np.float64, count=n),
+                               np.array([f.device for f in fixes], dtype=object),
+                               np.array([f.floor or "" for f in fixes], dtype=object),
+                               np.fromiter((f.x for f in fixes), dtype=np.float64, count=n),
+                               np.fromiter((f.y for f in fixes), dtype=np.float64, count=n))
 
 
 @dataclass(slots=True)
@@ -120,7 +142,11 @@ class CampaignEngine:
         self._index: dict[tuple[str, TriggerKind], tuple[Campaign, ...]] = {}
         self._dwell_thresholds: dict[str, tuple[float, ...]] = {}
         self._proximity: dict[str, tuple[_ProximityTarget, ...]] = {}
+        self._prox_boxes: dict[str, FloatArray] = {}  # floor -> (targets, 4) boxes grown by radius + hysteresis
+        self._prox_target_of: dict[tuple[str, str], tuple[str, int]] = {}  # (zone, campaign) -> (floor, index)
+        self._prox_edges: dict[str, tuple[FloatArray, FloatArray, FloatArray]] = {}  # padded edges, radii
         self._shoppers: dict[str, _Shopper] = {}
+        self._near_shoppers: set[str] = set()  # shoppers with a fired proximity trigger awaiting re-arm
         self._timers: list[tuple[float, int, str, str, float, float]] = []  # due, seq, shopper, zone, enter, dwell
         self._timer_seq = 0
         self._last_sweep = now
@@ -193,6 +219,20 @@ class CampaignEngine:
             by_floor.setdefault(zone.floor, []).append(
                 _ProximityTarget(zid, zone.floor, radius, tuple(sorted(cs, key=_rank)), starts, vecs))
         self._proximity = {f: tuple(v) for f, v in by_floor.items()}
+        self._prox_boxes = {}
+        self._prox_target_of = {}
+        self._prox_edges = {}
+        for f, targets in self._proximity.items():
+            boxes = np.empty((len(targets), 4), dtype=np.float64)
+            for j, tg in enumerate(targets):
+                grow = tg.radius_m + PROXIMITY_HYSTERESIS_M
+                boxes[j] = (tg.starts[:, 0].min() - grow, tg.starts[:, 1].min() - grow,
+                            tg.starts[:, 0].max() + grow, tg.starts[:, 1].max() + grow)
+                for c in tg.campaigns:
+                    self._prox_target_of[(tg.zone, c.id)] = (f, j)
+            self._prox_boxes[f] = boxes
+            starts, vecs = pad_edges([self._zones[tg.zone].polygon for tg in targets])
+            self._prox_edges[f] = (starts, vecs, np.array([tg.radius_m for tg in targets]))
 
     # ------------------------------------------------------------------------------------ shoppers
 
@@ -263,6 +303,7 @@ class CampaignEngine:
         """Drop a shopper's in-memory state (after the store deleted their data)."""
         with self._lock:
             self._shoppers.pop(shopper, None)
+            self._near_shoppers.discard(shopper)
 
     def _apply_offer_state(self, s: _Shopper, offer_id: str, campaign: str, state: OfferState, t: float) -> None:
         if state in ("dismissed", "redeemed") and s.open_offer == offer_id:
@@ -273,13 +314,23 @@ class CampaignEngine:
             s.campaign_dismissed_until[campaign] = max(s.campaign_dismissed_until.get(campaign, -1e18),
                                                        t + self.policy.dismiss_campaign_cooldown_s)
 
+    def _since(self, t: float) -> float:
+        """How far back a shopper's offers matter (caps, cooldowns, the open offer)."""
+        return t - max(DAY_S, self.policy.dismiss_campaign_cooldown_s, self.policy.offer_open_s)
+
     def _shopper(self, shopper: str, t: float) -> _Shopper:
         s = self._shoppers.get(shopper)
         if s is None:
-            since = t - max(DAY_S, self.policy.dismiss_campaign_cooldown_s, self.policy.offer_open_s)
-            s = self._from_snapshot(self._store.load_shopper(shopper, since), t)
+            s = self._from_snapshot(self._store.load_shopper(shopper, self._since(t)), t)
             self._shoppers[shopper] = s
         return s
+
+    def _preload(self, shoppers: Iterable[str], t: float) -> None:
+        """Load every shopper of a batch not yet in memory with one store call (not one per shopper)."""
+        missing = sorted({sh for sh in shoppers if sh not in self._shoppers})
+        if missing:
+            for sh, snap in self._store.load_shoppers(missing, self._since(t)).items():
+                self._shoppers[sh] = self._from_snapshot(snap, t)
 
     def _from_snapshot(self, snap: ShopperSnapshot, t: float) -> _Shopper:
         p = self.policy
@@ -338,6 +389,19 @@ class CampaignEngine:
             self._flush(now)
             return out
 
+    def on_window(self, events: Iterable[ZoneEvent], now: float,
+                  positions: PositionColumns | None = None) -> list[Decision]:
+        """One pipeline window: zone events, then positions as columns (no Python object per position),
+        then due dwell timers; one store write. The fast path for the service and the benchmark."""
+        with self._lock:
+            out: list[Decision] = []
+            self._events(events, out)
+            if positions is not None:
+                self._positions(positions.t, positions.device, positions.floor, positions.x, positions.y, out)
+            self._fire_timers(now, out)
+            self._flush(now)
+            return out
+
     def advance(self, now: float) -> list[Decision]:
         """Fire dwell triggers that came due by ``now`` (call this when no events arrive)."""
         with self._lock:
@@ -347,6 +411,9 @@ class CampaignEngine:
             return out
 
     def _events(self, events: Iterable[ZoneEvent], out: list[Decision]) -> None:
+        events = tuple(events)
+        if events:
+            self._preload((ev.device for ev in events), events[0].t)
         for ev in events:
             if self._timers and self._timers[0][0] <= ev.t:
                 self._fire_timers(ev.t, out)
@@ -442,32 +509,68 @@ class CampaignEngine:
     def _fixes(self, fixes: Sequence[Fix], out: list[Decision]) -> None:
         if not self._proximity or not fixes:
             return
-        by_floor: dict[str, list[Fix]] = {}
-        for f in fixes:
-            if f.floor is not None and f.floor in self._proximity:
-                by_floor.setdefault(f.floor, []).append(f)
-        for floor, fs in sorted(by_floor.items()):
-            xs = np.fromiter((f.x for f in fs), dtype=np.float64, count=len(fs))
-            ys = np.fromiter((f.y for f in fs), dtype=np.float64, count=len(fs))
-            for target in self._proximity[floor]:
-                d = distance_to_polygon(xs, ys, target.starts, target.vecs)
-                near = np.flatnonzero(d <= target.radius_m).tolist()
-                far = np.flatnonzero(d > target.radius_m + PROXIMITY_HYSTERESIS_M).tolist()
-                for i in far:
-                    s = self._shoppers.get(fs[i].device)
-                    if s is not None and s.near:
-                        for c in target.campaigns:
-                            s.near.discard((target.zone, c.id))
-                for i in near:
-                    fix = fs[i]
-                    s = self._shopper(fix.device, fix.t)
-                    armed = tuple(c for c in target.campaigns if (target.zone, c.id) not in s.near)
-                    if not armed:
-                        continue
-                    self._touch(s, fix.device, fix.t)
-                    for c in armed:
-                        s.near.add((target.zone, c.id))
-                    self._decide(s, fix.device, armed, "proximity", target.zone, floor, fix.t, out)
+        p = PositionColumns.from_fixes(fixes)
+        self._positions(p.t, p.device, p.floor, p.x, p.y, out)
+
+    def _positions(self, ts: FloatArray, devs: ObjectArray, floors: ObjectArray, xs: FloatArray, ys: FloatArray,
+                   out: list[Decision]) -> None:
+        """Proximity triggers over columns of positions. Bounding boxes (grown by radius and hysteresis)
+        prefilter all positions of a floor against all its targets at once; exact distances follow for
+        the pairs inside, in one batch; Python runs only for the hits."""
+        if not self._proximity or len(ts) == 0:
+            return
+        for floor in sorted(set(floors.tolist())):
+            sel = np.flatnonzero(floors == floor)
+            targets = self._proximity.get(floor, ())
+            within: set[tuple[int, int]] = set()  # (position, target) pairs within radius + hysteresis
+            near: list[tuple[int, int]] = []
+            fx, fy = xs[sel], ys[sel]
+            if targets:
+                box = self._prox_boxes[floor]
+                inbox = ((fx[:, None] >= box[None, :, 0]) & (fx[:, None] <= box[None, :, 2])
+                         & (fy[:, None] >= box[None, :, 1]) & (fy[:, None] <= box[None, :, 3]))
+                ii, jj = np.nonzero(inbox)
+                if len(ii):
+                    starts, vecs, radius = self._prox_edges[floor]
+                    d = distance_pairs(fx[ii], fy[ii], starts[jj], vecs[jj])
+                    if self._near_shoppers:
+                        keep = d <= radius[jj] + PROXIMITY_HYSTERESIS_M
+                        within = set(zip(ii[keep].tolist(), jj[keep].tolist(), strict=True))
+                    hit = d <= radius[jj]
+                    order = np.lexsort((ii[hit], jj[hit]))  # by target, then by position
+                    near = list(zip(ii[hit][order].tolist(), jj[hit][order].tolist(), strict=True))
+            fdevs = devs[sel]
+            if self._near_shoppers:
+                self._rearm(fdevs.tolist(), floor, within)
+            for i, j in near:
+                target = targets[j]
+                dev = str(fdevs[i])
+                t = float(ts[sel[i]])
+                s = self._shopper(dev, t)
+                armed = tuple(c for c in target.campaigns if (target.zone, c.id) not in s.near)
+                if not armed:
+                    continue
+                self._touch(s, dev, t)
+                for c in armed:
+                    s.near.add((target.zone, c.id))
+                self._near_shoppers.add(dev)
+                self._decide(s, dev, armed, "proximity", target.zone, floor, t, out)
+
+    def _rearm(self, devs: list[str], floor: str, within: set[tuple[int, int]]) -> None:
+        """Forget fired proximity triggers of shoppers now beyond radius + hysteresis (or on another floor)."""
+        index = {d: i for i, d in enumerate(devs)}
+        for dev in [d for d in self._near_shoppers if d in index]:
+            s = self._shoppers.get(dev)
+            if s is None:
+                self._near_shoppers.discard(dev)
+                continue
+            i = index[dev]
+            for key in list(s.near):
+                where = self._prox_target_of.get(key)
+                if where is None or where[0] != floor or (i, where[1]) not in within:
+                    s.near.discard(key)
+            if not s.near:
+                self._near_shoppers.discard(dev)
 
     # ------------------------------------------------------------------------------------ rules
 
@@ -494,7 +597,8 @@ class CampaignEngine:
     def _check(self, c: Campaign, s: _Shopper, shopper: str, t: float, local: LocalTime, outranked: bool) -> Reason:
         if c.status != "active":
             return "paused"
-        if not in_schedule(c.schedule, local):
+        sched = c.schedule
+        if (sched.windows or sched.weekdays or sched.start_date or sched.end_date) and not in_schedule(sched, local):
             return "out_of_schedule"
         usage = self._usage[c.id]
         if c.budget.max_vouchers is not None and usage.total >= c.budget.max_vouchers:
@@ -572,6 +676,7 @@ class CampaignEngine:
         idle = [k for k, s in self._shoppers.items() if now - s.last_t > SHOPPER_IDLE_EVICT_S and not s.stays]
         for k in idle:
             del self._shoppers[k]
+            self._near_shoppers.discard(k)
         for s in self._shoppers.values():
             _prune(s.sent_times, now - DAY_S)
             for times in s.campaign_times.values():

@@ -62,8 +62,16 @@ def in_schedule(schedule: Schedule, local: LocalTime) -> bool:
         return False
     if schedule.weekdays and local.weekday not in schedule.weekdays:
         return False
-    return not schedule.windows or any(w.contains(local.minute) for w in schedule.windows)
+    if not schedule.windows:
+        return True
+    for w in schedule.windows:  # noqa: SIM110 - no generator on the hot path
+        if w.contains(local.minute):
+            return True
+    return False
 
 
 def in_quiet_hours(windows: tuple[DailyWindow, ...], local: LocalTime) -> bool:
-    return any(w.contains(local.minute) for w in windows)
+    for w in windows:  # noqa: SIM110 - no generator on the hot path
+        if w.contains(local.minute):
+            return True
+    return False

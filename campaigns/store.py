@@ -8,6 +8,7 @@ over SQLite; ``tests.fakes.campaign_store.FakeCampaignStore`` in memory.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,6 +49,10 @@ class CampaignStore(Protocol):
 
     def load_shopper(self, shopper: str, since: float) -> ShopperSnapshot:
         """Profile, consents, offers sent since ``since``, zone last-seen times, open exposures."""
+        ...
+
+    def load_shoppers(self, shoppers: Sequence[str], since: float) -> dict[str, ShopperSnapshot]:
+        """``load_shopper`` for many shoppers at once (one round of queries for a whole batch)."""
         ...
 
     def save_consent(self, consent: Consent) -> None: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from campaigns.model import (
@@ -55,6 +56,9 @@ class FakeCampaignStore:
             {z: t for (s, z), t in self.zone_seen.items() if s == shopper},
             tuple(e for (c, s), e in self.exposures.items() if s == shopper and (c, s) not in self.visited),
             totals)
+
+    def load_shoppers(self, shoppers: Sequence[str], since: float) -> dict[str, ShopperSnapshot]:
+        return {s: self.load_shopper(s, since) for s in shoppers}
 
     def save_consent(self, consent: Consent) -> None:
         self.consents.append(consent)

@@ -45,6 +45,7 @@ CANDIDATE_MARGIN_DB: Final = 4.0  # a link whose mid-tick mean is this far below
 FADING_TAIL: Final = 3.0  # ... plus this many fading/channel σ
 N_CHANNELS: Final = 3  # BLE advertising channels 37, 38, 39
 ADV_JITTER_S: Final = 0.010  # BLE advDelay: 0-10 ms added to every advertising event
+NOISE_POOL: Final = 1 << 22  # pre-drawn random numbers per kind (16 MB each): far more than one tick uses
 WALL_TABLE_CACHE: Final = 4  # venues whose wall tables are kept in memory (they take seconds to build)
 DEFAULT_BEACON_INTERVAL_S: Final = (0.1, 0.35)  # fixed venue beacons advertise fast
 
@@ -221,9 +222,16 @@ class Channel:
         self.wall_grid = _grid(venue, WALL_GRID_M)
         self.shadow_grid = _grid(venue, SHADOW_GRID_M)
         self.walls = self._wall_tables() if config.wall_db > 0 else None
+        # Static budget per (device floor, wall cell, anchor): P0 - slabs - walls; rows gathered per device.
+        walls_db = (np.zeros((self.n_floors, len(anchors), self.wall_grid.nx * self.wall_grid.ny), dtype=np.float32)
+                    if self.walls is None else self.walls.astype(np.float32) * np.float32(config.wall_db))
+        static = self.p0[None, :, None] - self.slab[:, :, None] - walls_db
+        self.static_rows = np.ascontiguousarray(static.transpose(0, 2, 1))
         space_sd = config.sigma_db * np.sqrt(1.0 - config.shadow_time_share)
         self.time_sd = float(config.sigma_db * np.sqrt(config.shadow_time_share))
-        self.shadow = self._shadow_fields(rng, space_sd) if space_sd > 0 else None
+        shadow = self._shadow_fields(rng, space_sd) if space_sd > 0 else None
+        # Per (floor, shadow cell, anchor): rows gathered per device.
+        self.shadow_rows = None if shadow is None else np.ascontiguousarray(shadow.transpose(0, 2, 1))
 
     def _wall_tables(self) -> npt.NDArray[np.uint8]:
         key = (self.venue, self.anchors.ids)
@@ -245,27 +253,47 @@ class Channel:
                                                                               g.nx * g.ny)
         return out
 
-    def mean_db(self, floor: npt.NDArray[np.int64], x: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
-                anchors: npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.float32]:
+    def site_db(self, floor: npt.NDArray[np.int64], x: npt.NDArray[np.float64],
+                y: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+        """Everything but distance and the device, per (device, anchor): the anchor's P0, slabs, walls
+        and spatial shadowing at these positions. Computed per floor with row gathers (fast)."""
+        wall_cell = self.wall_grid.cell(x, y)
+        shadow_cell = self.shadow_grid.cell(x, y) if self.shadow_rows is not None else None
+        if self.n_floors == 1:
+            out: npt.NDArray[np.float32] = self.static_rows[0][wall_cell]
+            if shadow_cell is not None and self.shadow_rows is not None:
+                out += self.shadow_rows[0][shadow_cell]
+            return out
+        out = np.empty((x.size, len(self.anchors)), dtype=np.float32)
+        for f in np.unique(floor).tolist():
+            rows = np.flatnonzero(floor == f)
+            block = self.static_rows[f][wall_cell[rows]]
+            if shadow_cell is not None and self.shadow_rows is not None:
+                block += self.shadow_rows[f][shadow_cell[rows]]
+            out[rows] = block
+        return out
+
+    def path_loss_db(self, floor: npt.NDArray[np.int64], x: npt.NDArray[np.float64],
+                     y: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+        """10 n log10(d_3d) per (device, anchor)."""
+        dx = x.astype(np.float32)[:, None] - self.ax[None, :]
+        dy = y.astype(np.float32)[:, None] - self.ay[None, :]
+        dz = self.device_z[floor][:, None] - self.az[None, :]
+        d2 = dx * dx
+        d2 += dy * dy
+        d2 += dz * dz
+        np.maximum(d2, np.float32(0.01), out=d2)
+        out: npt.NDArray[np.float32] = np.log10(d2)
+        out *= self.n10[None, :] * np.float32(0.5)
+        return out
+
+    def mean_db(self, floor: npt.NDArray[np.int64], x: npt.NDArray[np.float64],
+                y: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
         """Mean RSSI (devices x anchors) of a nominal device with its body out of the way: path loss,
         walls, slabs and the spatial shadowing at these positions. Time-varying parts excluded."""
-        a = np.arange(len(self.anchors)) if anchors is None else anchors
-        xf, yf = x.astype(np.float32), y.astype(np.float32)
-        dx = xf[:, None] - self.ax[None, a]
-        dy = yf[:, None] - self.ay[None, a]
-        dz = self.device_z[floor][:, None] - self.az[None, a]
-        d = np.sqrt(dx * dx + dy * dy + dz * dz)
-        np.maximum(d, np.float32(0.1), out=d)
-        out = self.p0[None, a] - self.n10[None, a] * np.log10(d) - self.slab[floor][:, a]
-        if self.walls is not None:
-            cell = self.wall_grid.cell(x, y)
-            out -= self.walls[floor[:, None], a[None, :], cell[:, None]].astype(np.float32) * np.float32(
-                self.config.wall_db)
-        if self.shadow is not None:
-            cell = self.shadow_grid.cell(x, y)
-            out += self.shadow[floor[:, None], a[None, :], cell[:, None]]
-        result: npt.NDArray[np.float32] = out.astype(np.float32)
-        return result
+        out = self.site_db(floor, x, y)
+        out -= self.path_loss_db(floor, x, y)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,12 +354,47 @@ class ReadingChunk:
         return int(self.t.shape[0])
 
 
-def _expand(counts: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def add_duplicates(chunk: ReadingChunk, rate: float, rng: np.random.Generator) -> ReadingChunk:
+    """Re-sent readings (QoS 1 retries after a lost acknowledgement) arriving 1-5 s later."""
+    if rate <= 0 or not len(chunk):
+        return chunk
+    dup = np.flatnonzero(rng.random(len(chunk)) < rate)
+    if dup.size == 0:
+        return chunk
+    again = chunk.take(dup)
+    return ReadingChunk.concat([chunk, ReadingChunk(again.t, again.device, again.anchor, again.rssi, again.tx_power,
+                                                    again.scan, again.arrival + rng.uniform(1.0, 5.0, dup.size),
+                                                    again.batch)])
+
+
+def _expand(counts: npt.NDArray[np.int32]) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
     """For groups with these sizes: (group of each item, position of the item in its group)."""
     total = int(counts.sum())
-    group = np.repeat(np.arange(counts.size), counts)
-    starts = np.cumsum(counts) - counts
-    return group, np.arange(total) - starts[group]
+    group = np.repeat(np.arange(counts.size, dtype=np.int32), counts)
+    starts = (np.cumsum(counts) - counts).astype(np.int32)
+    return group, np.arange(total, dtype=np.int32) - starts[group]
+
+
+class NoisePool:
+    """Pre-drawn standard normal and uniform numbers handed out as slices at random offsets: the
+    per-packet draws cost a copy instead of a transform. Deterministic for the generator's seed."""
+
+    def __init__(self, rng: np.random.Generator, size: int = NOISE_POOL) -> None:
+        self.rng = rng
+        self._normal = rng.standard_normal(size, dtype=np.float32)
+        self._uniform = rng.random(size, dtype=np.float32)
+
+    def _slice(self, pool: npt.NDArray[np.float32], n: int) -> npt.NDArray[np.float32]:
+        if n > pool.size // 2:
+            return np.resize(pool[int(self.rng.integers(0, pool.size)):], n) if n else pool[:0].copy()
+        start = int(self.rng.integers(0, pool.size - n))
+        return pool[start:start + n].copy()
+
+    def normal(self, n: int) -> npt.NDArray[np.float32]:
+        return self._slice(self._normal, n)
+
+    def uniform(self, n: int) -> npt.NDArray[np.float32]:
+        return self._slice(self._uniform, n)
 
 
 class RadioState:
@@ -342,10 +405,18 @@ class RadioState:
         self.rng = np.random.default_rng([seed, 0x5747E])
         self.start_t = start_t
         self.link = np.zeros((0, len(channel.anchors)), dtype=np.float32)
+        self._cache = np.zeros((0, len(channel.anchors)), dtype=np.float32)  # static budgets of still devices
+        self._cache_x = np.zeros(0)
+        self._cache_y = np.zeros(0)
+        self._cache_h = np.zeros(0)
+        self._cache_f = np.zeros(0, dtype=np.int64)
+        self._cache_ok = np.zeros(0, dtype=bool)
         self.scan_count = np.zeros(0, dtype=np.int64)
         self._cur_start = np.full(len(channel.anchors), -np.inf)
         self._cur_end = np.full(len(channel.anchors), -np.inf)
         self._next_start = self._draw_outages(start_t, len(channel.anchors))
+        self.noise = NoisePool(self.rng)
+        self._duty_ok = (channel.duty * np.float32(1.0 - channel.config.packet_loss)).astype(np.float32)
 
     def _draw_outages(self, t: npt.NDArray[np.float64] | float, n: int) -> npt.NDArray[np.float64]:
         rate = self.ch.config.outages_per_hour / 3600.0
@@ -360,7 +431,16 @@ class RadioState:
             old = self.link.shape[0]
             link[:old] = self.link
             link[old:] = self.rng.standard_normal(link[old:].shape, dtype=np.float32)  # stationary start
+            link[old:] *= np.float32(self.ch.time_sd)
             self.link = link
+            cache = np.zeros((new, len(self.ch.anchors)), dtype=np.float32)
+            cache[:old] = self._cache
+            self._cache = cache
+            for name in ("_cache_x", "_cache_y", "_cache_h", "_cache_f", "_cache_ok"):
+                arr = getattr(self, name)
+                grown = np.zeros(new, dtype=arr.dtype)
+                grown[:old] = arr
+                setattr(self, name, grown)
             counts = np.zeros(new, dtype=np.int64)
             counts[: self.scan_count.size] = self.scan_count
             self.scan_count = counts
@@ -382,93 +462,169 @@ class RadioState:
             return np.zeros((dev.size, len(self.ch.anchors)), dtype=np.float32)
         a = np.float32(np.exp(-dt_s / self.ch.config.shadow_time_tau_s))
         b = np.float32(np.sqrt(1.0 - a * a))
-        cur = self.link[dev]
+        cur = self.link[dev]  # in dB: the link's shadow σ is already applied
         cur *= a
-        cur += b * self.rng.standard_normal(cur.shape, dtype=np.float32)
+        noise = self.noise.normal(cur.size).reshape(cur.shape)
+        noise *= b * np.float32(sd)
+        cur += noise
         self.link[dev] = cur
-        return cur * np.float32(sd)
+        return cur
 
     # ------------------------------------------------------------------------------------ gateway mode
 
     def gateway_tick(self, t0: float, t1: float, devs: DeviceRadio, motion: Motion) -> ReadingChunk:
-        """Readings heard by the gateways from the devices' advertisements in ``[t0, t1)``."""
-        ch, cfg, rng = self.ch, self.ch.config, self.rng
+        """Readings heard by the gateways from the devices' advertisements in ``[t0, t1)``.
+
+        Per link (device, gateway) the budget is computed once per tick, with the distance term at
+        the start and end of the tick interpolated to each packet's time. Links that cannot reach
+        the receiver's sensitivity even with a 3σ fading peak are skipped before per-packet work."""
+        ch, cfg = self.ch, self.ch.config
         n = devs.index.size
+        g = len(ch.anchors)
         if n == 0:
             return ReadingChunk.empty()
         up = self.up(t0, t1)
-        xm, ym = (motion.x0 + motion.x1) / 2, (motion.y0 + motion.y1) / 2
-        base = ch.mean_db(motion.floor, xm, ym)
-        base += devs.tx_offset[:, None]
-        base += self._link_shadow(devs.index, t1 - t0)
-        # Body shadowing: the carrier's back towards the anchor (horizontal part of the path only).
-        dx = ch.ax[None, :] - xm[:, None].astype(np.float32)
-        dy = ch.ay[None, :] - ym[:, None].astype(np.float32)
-        dh = np.sqrt(dx * dx + dy * dy)
-        cos_back = -(dx * np.cos(motion.heading)[:, None].astype(np.float32)
-                     + dy * np.sin(motion.heading)[:, None].astype(np.float32)) / np.maximum(dh, np.float32(0.1))
-        dz = ch.az[None, :] - ch.device_z[motion.floor][:, None]
-        horiz = dh / np.sqrt(dh * dh + dz * dz)
-        base -= devs.body_loss[:, None] * np.clip(cos_back, 0.0, 1.0) * horiz
-        # Links that cannot be heard this tick are skipped before per-packet work.
-        margin = CANDIDATE_MARGIN_DB + FADING_TAIL * float(np.hypot(cfg.fading_db, cfg.channel_db))
-        cand = (base + np.float32(margin) >= ch.sens[None, :]) & up[None, :]
-        ci, cj = np.nonzero(cand)
-        if ci.size == 0:
+        self._grow(int(devs.index.max()) + 1)
+        moving = (motion.x0 != motion.x1) | (motion.y0 != motion.y1)
+        # A device standing still keeps its static budget (site, device, body, distance): reuse it.
+        dev = devs.index
+        reuse = (~moving & self._cache_ok[dev] & (self._cache_x[dev] == motion.x1) & (self._cache_y[dev] == motion.y1)
+                 & (self._cache_h[dev] == motion.heading) & (self._cache_f[dev] == motion.floor))
+        fresh = np.flatnonzero(~reuse)
+        base = np.empty((n, g), dtype=np.float32)
+        dpl = np.zeros((n, g), dtype=np.float32)
+        if fresh.size < n:
+            base[reuse] = self._cache[dev[reuse]]
+        if fresh.size:
+            base[fresh] = self._static_budget(fresh, devs, motion, dpl)
+            still = fresh[~moving[fresh]]
+            if still.size:
+                d = dev[still]
+                self._cache[d] = base[still]
+                self._cache_x[d], self._cache_y[d] = motion.x1[still], motion.y1[still]
+                self._cache_h[d], self._cache_f[d] = motion.heading[still], motion.floor[still]
+                self._cache_ok[d] = True
+            self._cache_ok[dev[fresh[moving[fresh]]]] = False
+        if ch.time_sd > 0:
+            base += self._link_shadow(dev, t1 - t0)
+        tail = np.float32(FADING_TAIL * float(np.hypot(cfg.fading_db, cfg.channel_db)))
+        best = base - np.maximum(dpl, np.float32(0.0))
+        best += tail
+        cand = best >= ch.sens[None, :]
+        cand &= up[None, :]
+        flat = np.flatnonzero(cand.ravel()).astype(np.int32)
+        if flat.size == 0:
             return ReadingChunk.empty()
-        # Advertising events of each device in [t0, t1).
+        ci = flat // np.int32(g)
+        cj = flat - ci * np.int32(g)
+        # Advertising events of each device in [t0, t1): the k-th is at fraction f0 + k fi of the tick,
+        # so a link's budget for its k-th packet is a_p + k b_p, minus the receiver's sensitivity.
         first = np.ceil((t0 - devs.adv_phase) / devs.adv_interval)
-        count = (np.ceil((t1 - devs.adv_phase) / devs.adv_interval) - first).astype(np.int64)
-        per_link = count[ci]
-        link, k = _expand(per_link)
+        count = (np.ceil((t1 - devs.adv_phase) / devs.adv_interval) - first).astype(np.int32)
+        tau0 = devs.adv_phase + first * devs.adv_interval
+        f0 = ((tau0 - t0) / (t1 - t0)).astype(np.float32)
+        fi = (devs.adv_interval / (t1 - t0)).astype(np.float32)
+        dp_c = dpl.ravel()[flat]
+        a_p = base.ravel()[flat]
+        a_p -= ch.sens[cj]
+        a_p -= dp_c * f0[ci]
+        b_p = dp_c
+        b_p *= -fi[ci]
+        count_p = count[ci]
+        duty_p = self._duty_ok[cj]
+        chan_p = cj * np.int32(N_CHANNELS)
+        fading = np.float32(cfg.fading_db)
+        parts_link: list[npt.NDArray[np.int32]] = []
+        parts_k: list[int] = []
+        parts_rssi: list[npt.NDArray[np.float32]] = []
+        for k in range(int(count_p.max()) if count_p.size else 0):
+            sub = np.flatnonzero(count_p > k).astype(np.int32) if k else np.flatnonzero(count_p).astype(np.int32)
+            if sub.size == 0:
+                break
+            margin = a_p[sub]
+            if k:
+                margin += np.float32(k) * b_p[sub]
+            if cfg.fading_db > 0:
+                margin += self.noise.normal(sub.size) * fading
+            u = self.noise.uniform(sub.size)
+            if cfg.channel_db > 0:
+                # The packet's advertising channel, from the duty test's uniform but independent of it.
+                chan = (u * np.float32(N_CHANNELS * 997)).astype(np.int32) % np.int32(N_CHANNELS)
+                chan += chan_p[sub]
+                margin += ch.channel.ravel()[chan]
+            heard = margin >= 0.0
+            heard &= u < duty_p[sub]
+            idx = np.flatnonzero(heard)
+            parts_link.append(sub[idx])
+            parts_k.append(k)
+            parts_rssi.append(margin[idx])
+        if not parts_link:
+            return ReadingChunk.empty()
+        link = np.concatenate(parts_link)
+        kk = np.repeat(np.array(parts_k, dtype=np.float64), [p.size for p in parts_link])
         i = ci[link]
         j = cj[link]
-        tau = devs.adv_phase[i] + (first[i] + k) * devs.adv_interval[i] + rng.uniform(0, ADV_JITTER_S, i.size)
-        frac = np.clip((tau - t0) / (t1 - t0), 0.0, 1.0)
-        # Distance at the packet's own time; the rest of the link budget from mid-tick.
-        px = motion.x0[i] + (motion.x1[i] - motion.x0[i]) * frac
-        py = motion.y0[i] + (motion.y1[i] - motion.y0[i]) * frac
-        pxm, pym = xm[i], ym[i]
-        fl = motion.floor[i]
-        dzz = (ch.device_z[fl] - ch.az[j]).astype(np.float64)
-        d_now = np.sqrt((px - ch.ax[j]) ** 2 + (py - ch.ay[j]) ** 2 + dzz ** 2)
-        d_mid = np.sqrt((pxm - ch.ax[j]) ** 2 + (pym - ch.ay[j]) ** 2 + dzz ** 2)
-        rssi = base[i, j] - ch.n10[j] * np.log10(np.maximum(d_now, 0.1) / np.maximum(d_mid, 0.1)).astype(np.float32)
-        if cfg.fading_db > 0:
-            rssi += rng.standard_normal(i.size, dtype=np.float32) * np.float32(cfg.fading_db)
-        if cfg.channel_db > 0:
-            rssi += ch.channel[j, rng.integers(0, N_CHANNELS, i.size)]
-        heard = (rssi >= ch.sens[j]) & (rng.random(i.size, dtype=np.float32) < ch.duty[j] * (1.0 - cfg.packet_loss))
-        i, j, tau, rssi = i[heard], j[heard], tau[heard], rssi[heard]
-        return self._report(t0, t1, devs, i, j, tau, np.rint(rssi).astype(np.int16), devs.tx_power[i],
+        rssi = np.concatenate(parts_rssi)
+        rssi += ch.sens[j]
+        tau = tau0[i] + kk * devs.adv_interval[i]
+        tau += self.noise.uniform(tau.size) * np.float32(ADV_JITTER_S)
+        return self._report(devs, i, j, tau, np.rint(rssi).astype(np.int16), devs.tx_power[i],
                             np.full(i.size, -1, dtype=np.int64))
 
-    def _report(self, t0: float, t1: float, devs: DeviceRadio, i: npt.NDArray[np.int64], j: npt.NDArray[np.int64],
+    def _static_budget(self, rows: npt.NDArray[np.int64], devs: DeviceRadio, motion: Motion,
+                       dpl: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Budget at the start of the tick without the time-varying shadow, for these device rows;
+        fills ``dpl`` (the change of the distance term over the tick) for the moving ones."""
+        ch, cfg = self.ch, self.ch.config
+        fl = motion.floor[rows]
+        x0, y0, x1, y1 = motion.x0[rows], motion.y0[rows], motion.x1[rows], motion.y1[rows]
+        xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
+        base = ch.site_db(fl, xm, ym)
+        base += devs.tx_offset[rows][:, None]
+        if cfg.body_db[1] > 0:
+            # Body shadowing: the carrier's back towards the anchor (horizontal part of the path only).
+            dx = ch.ax[None, :] - xm.astype(np.float32)[:, None]
+            dy = ch.ay[None, :] - ym.astype(np.float32)[:, None]
+            dz = ch.az[None, :] - ch.device_z[fl][:, None]
+            norm = dx * dx
+            norm += dy * dy
+            norm += dz * dz
+            np.sqrt(norm, out=norm)
+            heading = motion.heading[rows]
+            cos_back = dx
+            cos_back *= (-np.cos(heading).astype(np.float32))[:, None]
+            dy *= (-np.sin(heading).astype(np.float32))[:, None]
+            cos_back += dy
+            cos_back /= norm  # = cos(angle to the anchor) x horizontal share of the path
+            np.clip(cos_back, 0.0, 1.0, out=cos_back)
+            cos_back *= devs.body_loss[rows][:, None]
+            base -= cos_back
+        pl0 = ch.path_loss_db(fl, x0, y0)
+        base -= pl0  # the budget at the start of the tick; minus dpl x fraction of the tick later
+        moving = (x0 != x1) | (y0 != y1)
+        if moving.any():
+            m = np.flatnonzero(moving)
+            dpl[rows[m]] = ch.path_loss_db(fl[m], x1[m], y1[m]) - pl0[m]
+        return base
+
+    def _report(self, devs: DeviceRadio, i: npt.NDArray[np.int64], j: npt.NDArray[np.int64],
                 tau: npt.NDArray[np.float64], rssi: npt.NDArray[np.int16], tx: npt.NDArray[np.float32],
                 scan: npt.NDArray[np.int64]) -> ReadingChunk:
-        """Receiver clocks, batching, latency and duplicates."""
+        """Receiver clocks, batching and latency."""
         ch, cfg, rng = self.ch, self.ch.config, self.rng
         g = len(ch.anchors)
-        t_rep = tau + ch.skew[j] + ch.drift[j] * (tau - self.start_t)
+        t_rep = tau + ch.skew[j]
+        if cfg.clock_drift_ppm_sd > 0:
+            t_rep += ch.drift[j] * (tau - self.start_t)
         period = cfg.batch_period_s
         batch = np.ceil((tau - ch.flush_phase[j]) / period).astype(np.int64)
-        flush = ch.flush_phase[j] + batch * period
         lat = rng.uniform(*cfg.latency_s, g)
         if cfg.late_batch_rate > 0:
             late = rng.random(g) < cfg.late_batch_rate
             lat[late] += rng.uniform(*cfg.late_batch_s, int(late.sum()))
-        arrival = flush + lat[j]
-        chunk = ReadingChunk(t_rep, devs.index[i], j.astype(np.int64), rssi, tx.astype(np.float32), scan, arrival,
-                             batch)
-        if cfg.duplicate_rate > 0 and len(chunk):
-            dup = np.flatnonzero(rng.random(len(chunk)) < cfg.duplicate_rate)
-            if dup.size:
-                again = chunk.take(dup)
-                chunk = ReadingChunk.concat([chunk, ReadingChunk(again.t, again.device, again.anchor, again.rssi,
-                                                                 again.tx_power, again.scan,
-                                                                 again.arrival + rng.uniform(1.0, 5.0, dup.size),
-                                                                 again.batch)])
-        return chunk
+        arrival = batch * period + (ch.flush_phase + lat)[j]
+        return ReadingChunk(t_rep, devs.index[i], j.astype(np.int64), rssi, tx.astype(np.float32), scan, arrival,
+                            batch)
 
     # ------------------------------------------------------------------------------------ phone mode
 
@@ -483,7 +639,7 @@ class RadioState:
         self._grow(int(devs.index.max()) + 1)
         up = self.up(t0, t1)
         first = np.ceil((t0 - devs.adv_phase) / scan_period)
-        count = (np.ceil((t1 - devs.adv_phase) / scan_period) - first).astype(np.int64)
+        count = (np.ceil((t1 - devs.adv_phase) / scan_period) - first).astype(np.int32)
         has = np.flatnonzero(count > 0)
         if has.size == 0:
             return ReadingChunk.empty()
@@ -510,7 +666,7 @@ class RadioState:
         if si.size == 0:
             return ReadingChunk.empty()
         window = np.minimum(scan_period[row[si]], 1.0)
-        n_adv = np.maximum(1, np.floor(window / ch.adv_interval[bj]).astype(np.int64))
+        n_adv = np.maximum(1, np.floor(window / ch.adv_interval[bj]).astype(np.int32))
         link, _ = _expand(n_adv)
         rssi = base[si[link], bj[link]].copy()
         if cfg.fading_db > 0:

@@ -25,7 +25,16 @@ import numpy.typing as npt
 
 from positioning.venue import Venue
 from simulations.errors import SimulationError
-from simulations.radio import AnchorSet, Channel, DeviceRadio, Motion, RadioConfig, RadioState, ReadingChunk
+from simulations.radio import (
+    AnchorSet,
+    Channel,
+    DeviceRadio,
+    Motion,
+    RadioConfig,
+    RadioState,
+    ReadingChunk,
+    add_duplicates,
+)
 from simulations.shoppers import (
     CUSTOMER_BASE_FACTOR,
     DWELL,
@@ -51,6 +60,7 @@ DEFAULT_TICK_S: Final = 1.0  # truth positions once per second, as truth_positio
 ARRIVAL_GRID_S: Final = 60.0  # resolution of the hour-of-day arrival curve for fixed-size runs
 MIN_BUSY: Final = 0.02  # arrivals never stop completely (staff, late shoppers)
 CUSTOMER_BASE_MIN: Final = 1000
+CROWD_CONTROL_S: Final = 30.0  # a streaming world closes a gap to the wanted crowd over about this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +204,9 @@ class World:
         peak = 1.0
         if self.follow_clock:
             peak = max(self._busy(t0 + h * 3600.0) for h in range(24))
-        rate = self.target / MEAN_VISIT_S * self._busy(t0) / peak
+        wanted = self.target * self._busy(t0) / peak
+        # Steady arrivals plus a pull towards the wanted crowd (visits end at uneven rates).
+        rate = wanted / MEAN_VISIT_S + max(0.0, wanted - len(self._inside)) / CROWD_CONTROL_S
         k = int(self.rng.poisson(rate * (t1 - t0)))
         return [(float(t), self._draw_customer(True)) for t in np.sort(self.rng.uniform(t0, t1, k))]
 
@@ -262,7 +274,8 @@ class World:
         """Advance one tick: arrivals, movement, radio, truth."""
         t0, t1 = self.t, self.t + self.tick_s
         crowd = self.crowd
-        present_before = set(crowd.active().tolist())
+        n_before = len(crowd.shoppers)
+        was_in = crowd.state[:n_before] != GONE  # everyone added is inside until they leave
         arrived: list[int] = []
         if self.duration_s is not None:
             while self._next_arrival < len(self._arrivals) and self._arrivals[self._next_arrival][0] < t1:
@@ -273,21 +286,21 @@ class World:
             for ta, k in self._steady_arrivals(t0, t1):
                 arrived.append(self._arrive(ta, k))
         n_agents = len(crowd.shoppers)
+        on_air = np.ones(n_agents, dtype=bool)  # carriers inside at some point of the tick
+        on_air[:n_before] = was_in
         x0 = crowd.x[:n_agents].copy()
         y0 = crowd.y[:n_agents].copy()
         crowd.step(t0, t1)
-        left = [i for i in present_before | set(arrived) if crowd.state[i] == GONE]
+        left = np.flatnonzero(on_air & (crowd.state[:n_agents] == GONE)).tolist()
         for i in left:
             sh = crowd.shoppers[i]
             self._inside.discard(sh.customer.index)
             info = self.shopper_info[i]
             self.shopper_info[i] = ShopperInfo(info.number, info.customer, info.devices, info.arrival_t, sh.exit_t,
                                                info.passer_by, info.regular, info.inside_at_start)
-        # Devices on the air this tick: their carriers were inside at some point of it.
-        on_air = np.array(sorted(present_before | set(arrived)), dtype=np.int64)
         n_dev = len(self.device_ids)
         owner = self._dev_owner[:n_dev]
-        devs = np.flatnonzero(np.isin(owner, on_air)) if on_air.size else np.zeros(0, dtype=np.int64)
+        devs = np.flatnonzero(on_air[owner])
         if self.mode == "phone":
             devs = devs[self._dev_cols["phone"][devs] > 0] if devs.size else devs
         readings = self._radio_tick(t0, t1, devs, owner, x0, y0)
@@ -412,6 +425,8 @@ def _initial_positions(world: World) -> tuple[npt.NDArray[np.float64], npt.NDArr
 
 
 def _collect(world: World, chunk: ReadingChunk, pos: list[PositionChunk], duration_s: float) -> SimulationResult:
+    if world.mode == "gateway":
+        chunk = add_duplicates(chunk, world.radio_config.duplicate_rate, np.random.default_rng([world.seed, 0xD0B]))
     order = np.argsort(chunk.arrival, kind="stable")
     chunk = chunk.take(order)
     dev_names = np.array(world.device_ids, dtype=object)

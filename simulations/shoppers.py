@@ -17,8 +17,8 @@ import datetime as dt
 import math
 import zoneinfo
 from collections import deque
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -181,9 +181,28 @@ class PlaceBook:
     toilets: list[int]
     zone_kind: dict[str, str]
     containers: dict[str, list[str]]  # zone id -> zones containing it
+    _goals: dict[bool, tuple[list[str], npt.NDArray[np.float64]]] = field(default_factory=dict)
+    _checkouts: dict[str, str | None] = field(default_factory=dict)
 
     def route(self, a: int, b: int) -> Route | None:
         return waypoint_route(self.nav, a, b)
+
+    def goals(self, meal_time: bool) -> tuple[list[str], npt.NDArray[np.float64]]:
+        """Zones a shopper may pick as goals, and their probabilities."""
+        if meal_time not in self._goals:
+            zones = [z for z, s in self.spots.items() if s and self.zone_kind[z] in GOAL_WEIGHTS]
+            w = np.array([GOAL_WEIGHTS[self.zone_kind[z]] * (3.0 if meal_time and self.zone_kind[z] == "area" else 1.0)
+                          for z in zones])
+            self._goals[meal_time] = (zones, w / w.sum() if w.size else w)
+        return self._goals[meal_time]
+
+    def checkout_in(self, zone: str) -> str | None:
+        """The checkout inside ``zone`` (a store's tills), if any."""
+        if zone not in self._checkouts:
+            found = [o for o in self.spots if self.zone_kind[o] == "checkout" and self.spots[o]
+                     and zone in self.containers.get(o, [])]
+            self._checkouts[zone] = found[0] if found else None
+        return self._checkouts[zone]
 
     def xy(self, i: int) -> tuple[str, float, float]:
         return self.nav.waypoints[i]
@@ -289,11 +308,9 @@ def plan_visit(book: PlaceBook, rng: np.random.Generator, hour: int, start: int)
         actions.append(("exit", end, 0.0))
         return actions, True
 
-    zones = [z for z, s in book.spots.items() if s and book.zone_kind[z] in GOAL_WEIGHTS]
-    weights = np.array([GOAL_WEIGHTS[book.zone_kind[z]] * (3.0 if book.zone_kind[z] == "area" and hour in FOOD_HOURS
-                                                           else 1.0) for z in zones])
+    zones, weights = book.goals(hour in FOOD_HOURS)
     n_goals = min(len(zones), 1 + int(min(rng.poisson(GOALS_MEAN), GOALS_MAX - 1)))
-    goals = list(rng.choice(zones, size=n_goals, replace=False, p=weights / weights.sum())) if zones else []
+    goals = [zones[k] for k in rng.choice(len(zones), size=n_goals, replace=False, p=weights)] if zones else []
     # Order the goals greedily by distance, finishing a floor before changing.
     here = book.xy(start)
     ordered: list[str] = []
@@ -310,13 +327,14 @@ def plan_visit(book: PlaceBook, rng: np.random.Generator, hour: int, start: int)
     for z in ordered:
         kind = book.zone_kind[z]
         n_spots = 1 if kind in ("counter", "area") else 1 + int(min(rng.poisson(1.0), 3))
-        for s in rng.choice(book.spots[z], size=min(n_spots, len(book.spots[z])), replace=False):
-            actions += [("walk", int(s), 0.0), ("dwell", int(s), _dwell(rng, kind))]
+        spots = book.spots[z]
+        for k in rng.permutation(len(spots))[:n_spots].tolist():
+            actions += [("walk", spots[k], 0.0), ("dwell", spots[k], _dwell(rng, kind))]
         for c in [*book.containers.get(z, []), z]:
-            checkouts = [o for o in book.spots if book.zone_kind[o] == "checkout" and c in book.containers.get(o, [])]
-            if checkouts and c not in paid and rng.random() < CHECKOUT_RATE:
+            checkout = book.checkout_in(c)
+            if checkout is not None and c not in paid and rng.random() < CHECKOUT_RATE:
                 paid.add(c)
-                s = int(rng.choice(book.spots[checkouts[0]]))
+                s = book.spots[checkout][int(rng.integers(0, len(book.spots[checkout])))]
                 actions += [("walk", s, 0.0), ("dwell", s, _dwell(rng, "checkout"))]
         if book.glances and rng.random() < GLANCE_RATE:
             g = int(rng.choice(book.glances))
@@ -345,51 +363,53 @@ class _Ride:
 
 
 class _RoutePool:
-    """Every walking leg in use, concatenated so that all walkers move in one vectorised step."""
+    """Every walking leg in use, concatenated so that all walkers move in one vectorised step.
+
+    Leg ``L``'s points sit at ``start[L]:end[L]``; ``key`` is a global arc length (the leg's own arc
+    length plus its ``base``), increasing across legs, so one ``searchsorted`` serves every walker.
+    Buffers grow by doubling: adding a leg costs its own size."""
 
     def __init__(self) -> None:
-        self.xs: list[npt.NDArray[np.float64]] = []
-        self.ys: list[npt.NDArray[np.float64]] = []
-        self.cums: list[npt.NDArray[np.float64]] = []
-        self.floor: list[int] = []
-        self.length: list[float] = []
-        self._dirty = True
-        self.x = np.zeros(0)
-        self.y = np.zeros(0)
-        self.key = np.zeros(0)
-        self.start = np.zeros(0, dtype=np.int64)
-        self.end = np.zeros(0, dtype=np.int64)
-        self.base = np.zeros(0)
-        self.leg_length = np.zeros(0)
+        self.n_legs = 0
+        self.n_points = 0
+        self.x = np.zeros(256)
+        self.y = np.zeros(256)
+        self.key = np.zeros(256)
+        self.start = np.zeros(64, dtype=np.int64)
+        self.end = np.zeros(64, dtype=np.int64)
+        self.base = np.zeros(64)
+        self.leg_length = np.zeros(64)
+        self.floor_arr = np.zeros(64, dtype=np.int64)
+
+    @staticmethod
+    def _fit(arr: npt.NDArray[Any], n: int) -> npt.NDArray[Any]:
+        if n <= arr.size:
+            return arr
+        out = np.zeros(max(n, 2 * arr.size), dtype=arr.dtype)
+        out[: arr.size] = arr
+        return out
 
     def add(self, xs: npt.NDArray[np.float64], ys: npt.NDArray[np.float64], floor: int) -> int:
         seg = np.hypot(np.diff(xs), np.diff(ys))
-        self.xs.append(xs)
-        self.ys.append(ys)
-        self.cums.append(np.concatenate([[0.0], np.cumsum(seg)]))
-        self.floor.append(floor)
-        self.length.append(float(seg.sum()))
-        self._dirty = True
-        return len(self.xs) - 1
+        cum = np.concatenate([[0.0], np.cumsum(seg)])
+        leg, p0, p1 = self.n_legs, self.n_points, self.n_points + xs.size
+        base = 0.0 if leg == 0 else float(self.base[leg - 1] + self.leg_length[leg - 1] + LEG_GAP_M)
+        self.x, self.y, self.key = (self._fit(a, p1) for a in (self.x, self.y, self.key))
+        self.start, self.end, self.floor_arr = (self._fit(a, leg + 1) for a in (self.start, self.end, self.floor_arr))
+        self.base, self.leg_length = (self._fit(a, leg + 1) for a in (self.base, self.leg_length))
+        self.x[p0:p1], self.y[p0:p1], self.key[p0:p1] = xs, ys, cum + base
+        self.start[leg], self.end[leg], self.floor_arr[leg] = p0, p1, floor
+        self.base[leg], self.leg_length[leg] = base, float(cum[-1])
+        self.n_legs, self.n_points = leg + 1, p1
+        return leg
 
     def compile(self) -> None:
-        if not self._dirty:
-            return
-        sizes = np.array([len(x) for x in self.xs], dtype=np.int64)
-        self.end = np.cumsum(sizes)
-        self.start = self.end - sizes
-        self.leg_length = np.array(self.length)
-        self.base = np.concatenate([[0.0], np.cumsum(self.leg_length + LEG_GAP_M)[:-1]])
-        self.x = np.concatenate(self.xs)
-        self.y = np.concatenate(self.ys)
-        self.key = np.concatenate([c + b for c, b in zip(self.cums, self.base, strict=True)])
-        self._dirty = False
+        """Nothing to do (kept for callers that prepared the pool before stepping)."""
 
     def positions(self, leg: npt.NDArray[np.int64], s: npt.NDArray[np.float64]) -> tuple[
             npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        self.compile()
         key = self.base[leg] + s
-        k = np.searchsorted(self.key, key, side="right") - 1
+        k = np.searchsorted(self.key[: self.n_points], key, side="right") - 1
         k = np.clip(k, self.start[leg], np.maximum(self.end[leg] - 2, self.start[leg]))
         k1 = np.minimum(k + 1, self.end[leg] - 1)
         span = self.key[k1] - self.key[k]
@@ -576,7 +596,7 @@ class Crowd:
             self.s[walking] = s
             xs, ys = self.pool.positions(legs, s)
             self.x[walking], self.y[walking] = xs, ys
-            self.floor[walking] = np.asarray(self.pool.floor, dtype=np.int64)[legs]
+            self.floor[walking] = self.pool.floor_arr[legs]
             done += walking[arrived].tolist()
         riding = np.flatnonzero(state == RIDE)
         for i in riding.tolist():

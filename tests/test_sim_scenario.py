@@ -192,3 +192,20 @@ def test_simulate_command_rejects_bad_input(tmp_path: Path) -> None:
                            "--duration", "-3", "--out", str(tmp_path / "o")], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2 and "--duration" in proc.stderr
+
+
+def test_phone_mode_scans_range_the_venue_beacons(store: Venue) -> None:
+    r = simulate(store, shoppers=10, duration_s=60, seed=8, mode="phone")
+    beacons = {b.id for b in store.beacons}
+    assert len(r.readings) > 50
+    assert set(r.readings.anchor.tolist()) <= beacons
+    assert np.all(r.readings.scan >= 0)
+    assert all(str(d).startswith("app-") for d in set(r.readings.device.tolist()))
+    # One reading per beacon per scan, all rows of a scan at the scan's time.
+    keys = list(zip(r.readings.device.tolist(), r.readings.scan.tolist(), r.readings.anchor.tolist(), strict=True))
+    assert len(keys) == len(set(keys))
+    by_scan: dict[tuple[str, int], set[float]] = {}
+    for d, s, t in zip(r.readings.device.tolist(), r.readings.scan.tolist(), r.readings.t.tolist(), strict=True):
+        by_scan.setdefault((d, s), set()).add(t)
+    assert all(len(ts) == 1 for ts in by_scan.values())
+    assert set(r.positions.device.tolist()) == set(r.readings.device.tolist())

@@ -81,7 +81,9 @@ class Readings:
         if tx_power is None:
             tx = np.full(n, np.nan)
         else:
-            tx = np.array([np.nan if v is None else v for v in np.asarray(tx_power, dtype=object)], dtype=np.float64)
+            raw = np.asarray(tx_power)
+            tx = (raw.astype(np.float64) if raw.dtype.kind in "fiu"
+                  else np.array([np.nan if v is None else v for v in raw.tolist()], dtype=np.float64))
         return Readings(t_arr, np.asarray(device, dtype=object), np.asarray(anchor, dtype=object),
                         np.asarray(rssi, dtype=np.float64), tx)
 
@@ -390,6 +392,7 @@ class LiveLocator:
     def snapshot(self) -> dict[str, Any]:
         """JSON-serialisable state (zone membership, device offsets) for a restart without re-entering stays."""
         return {"devices": {d: {"offset": st.offset, "offset_var": st.offset_var, "floor": st.floor,
+                                "x": st.x, "y": st.y,
                                 "last_t": st.last_t if np.isfinite(st.last_t) else None,
                                 "zones": st.zones.to_state()} for d, st in self.devices.items()}}
 
@@ -400,6 +403,7 @@ class LiveLocator:
         for d, s in devs.items():
             st = _Device(offset=float(s.get("offset", 0.0)), offset_var=float(s.get("offset_var", 64.0)),
                          prior_set=True, floor=int(s.get("floor", -1)),
+                         x=float(s.get("x", 0.0)), y=float(s.get("y", 0.0)),
                          last_t=float(s["last_t"]) if s.get("last_t") is not None else -np.inf,
                          zones=ZoneHysteresis.from_state(s.get("zones", {})))
             self.devices[str(d)] = st

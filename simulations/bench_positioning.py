@@ -171,3 +171,78 @@ def _emit(args: argparse.Namespace, name: str, out: dict[str, Any], table: list[
     for a, b, c in table:
         sys.stdout.write(f"  {a:<{width}}  {b:>24}  {c}\n")
     sys.stdout.write(f"  written to {path}\n")
+
+
+ACCURACY_SHOPPERS: Final = 120
+ACCURACY_DURATION_S: Final = 1200.0
+
+
+def run_accuracy(args: argparse.Namespace) -> int:
+    """``instore bench accuracy``: the simulated demo mall (shadowing 6 dB, the simulator's full radio
+    channel), every reading through the engine's live locator second by second, scored against the
+    simulator's truth; the Cramér-Rao bound of the same geometry for comparison."""
+    import math
+
+    from positioning.live import LiveLocator, Readings
+    from simulations.evaluation import Estimates, score, truth_of
+    from simulations.planner import crlb_median_m
+    from simulations.radio import RadioConfig
+    from simulations.scenario import simulate
+
+    quick = bool(getattr(args, "quick", False))
+    shoppers = 30 if quick else ACCURACY_SHOPPERS
+    duration = 300.0 if quick else ACCURACY_DURATION_S
+    venue, _ = demo_floor()
+    t0 = time.perf_counter()
+    result = simulate(venue, shoppers, duration, seed=SEED, radio=RadioConfig(sigma_db=SHADOWING_DB))
+    t_sim = time.perf_counter() - t0
+    r = result.readings
+    loc = LiveLocator.from_venue(venue)
+    order = np.argsort(r.t, kind="stable")
+    sec = np.floor(r.t[order])
+    starts = np.flatnonzero(np.r_[True, sec[1:] != sec[:-1]])
+    ends = np.r_[starts[1:], order.shape[0]]
+    rows: list[tuple[float, str, float, float, str, str]] = []
+    t0 = time.perf_counter()
+    for a, b in zip(starts, ends, strict=True):
+        sl = order[a:b]
+        tx = r.tx_power[sl] if getattr(r, "tx_power", None) is not None else None
+        loc.push(Readings.from_columns(r.t[sl], r.device[sl], r.anchor[sl], r.rssi[sl], tx))
+        for f in loc.advance(math.nextafter(float(sec[a]) + 1.0, -math.inf)).fixes:
+            rows.append((f.t, f.device, f.x, f.y, f.floor or "", f.zone or ""))
+    t_engine = time.perf_counter() - t0
+    est = Estimates(np.array([q[0] for q in rows]), np.array([q[1] for q in rows], dtype=object),
+                    np.array([q[2] for q in rows]), np.array([q[3] for q in rows]),
+                    np.array([q[4] for q in rows], dtype=object), np.array([q[5] for q in rows], dtype=object))
+    sc = score(venue, truth_of(result), est)
+    crlb = crlb_median_m(venue, SHADOWING_DB)
+    out = {
+        "median_err_m": sc.median_err_m,
+        "p90_err_m": sc.p90_err_m,
+        "crlb_median_m": crlb,
+        "median_over_crlb": sc.median_err_m / crlb,
+        "zone_accuracy": sc.zone_accuracy,
+        "dwell_rel_err": sc.dwell_rel_err,
+        "visit_f1": sc.visit_f1,
+        "passer_by_f1": sc.passer_by_f1,
+        "floor_accuracy": sc.floor_accuracy,
+        "shoppers": shoppers,
+        "duration_s": duration,
+        "readings": len(r.t),
+        "fixes": len(rows),
+        "sigma_db": SHADOWING_DB,
+        "simulate_seconds": t_sim,
+        "engine_seconds": t_engine,
+        "engine_readings_per_s": len(r.t) / t_engine,
+    }
+
+    def show(v: float | None) -> str:
+        return "n/a" if v is None else format(v, ".3f")
+
+    _emit(args, "accuracy", out, [
+        ("position", f"median {sc.median_err_m:.2f} m", f"p90 {sc.p90_err_m:.2f} m; CRLB median {crlb:.2f} m"),
+        ("floors / zones", f"{show(sc.floor_accuracy)} / {show(sc.zone_accuracy)}", "accuracy"),
+        ("dwell", f"rel. error {show(sc.dwell_rel_err)}", f"visit F1 {show(sc.visit_f1)}"),
+        ("engine", f"{out['engine_readings_per_s']:,.0f} readings/s", f"{len(r.t):,} readings, {len(rows):,} fixes"),
+    ])
+    return 0

@@ -1,0 +1,166 @@
+"""The live locator end to end on scripted walks: accuracy, causality, determinism, floors, zones, restarts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from positioning.live import LiveLocator, Readings, StepResult
+from positioning.venue import Venue, parse_venue
+from tests.conftest import CORNER_STORE, DEMO_MALL
+
+T0 = 1_763_870_000.0
+
+
+@pytest.fixture(scope="module")
+def store() -> Venue:
+    return parse_venue(CORNER_STORE.read_text(), str(CORNER_STORE))
+
+
+@pytest.fixture(scope="module")
+def mall() -> Venue:
+    return parse_venue(DEMO_MALL.read_text(), str(DEMO_MALL))
+
+
+def walk_readings(venue: Venue, path: list[tuple[float, float, float, str]], device: str = "tag-1",
+                  sigma: float = 2.0, rate_hz: float = 4.0, seed: int = 1, offset: float = 0.0) -> Readings:
+    """Readings of a device following ``path`` [(t, x, y, floor)], heard by every anchor of the venue."""
+    rng = np.random.default_rng(seed)
+    anchors = venue.anchors
+    elev = {f.id: f.elevation_m for f in venue.floors}
+    level = {f.id: f.level for f in venue.floors}
+    ts, devs, ans, rs = [], [], [], []
+    t_end = path[-1][0]
+    for k in range(int(t_end * rate_hz)):
+        t = k / rate_hz
+        j = max(i for i, p in enumerate(path) if p[0] <= t)
+        a, b = path[j], path[min(j + 1, len(path) - 1)]
+        f = 0.0 if b[0] == a[0] else (t - a[0]) / (b[0] - a[0])
+        x, y, floor = a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f, a[3]
+        for an in anchors:
+            dz = (elev[an.floor] + an.z) - (elev[floor] + 1.2)
+            d = max(0.5, math.sqrt((x - an.x) ** 2 + (y - an.y) ** 2 + dz * dz))
+            slabs = abs(level[an.floor] - level[floor])
+            r = an.rssi_1m + offset - 10 * an.path_loss_n * math.log10(d) - 18 * slabs + rng.normal(0, sigma)
+            if r >= -95:
+                ts.append(T0 + t + rng.uniform(0, 0.01))
+                devs.append(device)
+                ans.append(an.id)
+                rs.append(round(r))
+    return Readings.from_columns(ts, devs, ans, rs)
+
+
+def _take(r: Readings, m: np.ndarray) -> Readings:
+    return Readings(r.t[m], r.device[m], r.anchor[m], r.rssi[m], r.tx_power[m])
+
+
+def run(venue: Venue, readings: Readings, cut: float | None = None) -> list[StepResult]:
+    loc = LiveLocator.from_venue(venue)
+    order = np.argsort(readings.t, kind="stable")
+    out = []
+    for s in np.unique(np.floor(readings.t[order])):
+        if cut is not None and s > cut:
+            break
+        m = (np.floor(readings.t) == s) & ((readings.t <= cut) if cut is not None else True)
+        loc.push(_take(readings, m))
+        out.append(loc.advance(math.nextafter(s + 1.0, -math.inf)))
+    return out
+
+
+STORE_PATH = [(0.0, 10.0, 1.0, "L1"), (10.0, 10.0, 5.0, "L1"), (20.0, 16.0, 9.0, "L1"), (60.0, 16.5, 9.0, "L1"),
+              (70.0, 10.0, 4.0, "L1"), (80.0, 10.0, 1.0, "L1")]
+
+
+def test_walker_in_the_store_is_tracked_closely(store: Venue) -> None:
+    res = run(store, walk_readings(store, STORE_PATH))
+    fixes = [f for r in res for f in r.fixes]
+    assert len(fixes) == 80  # one per second with readings
+    errs = []
+    for f in fixes:
+        t = f.t - T0
+        j = max(i for i, p in enumerate(STORE_PATH) if p[0] <= t)
+        a, b = STORE_PATH[j], STORE_PATH[min(j + 1, len(STORE_PATH) - 1)]
+        k = 0.0 if b[0] == a[0] else (t - a[0]) / (b[0] - a[0])
+        errs.append(math.hypot(f.x - (a[1] + (b[1] - a[1]) * k), f.y - (a[2] + (b[2] - a[2]) * k)))
+    assert np.median(errs) < 1.5
+    assert all(0 <= f.x <= 20 and 0 <= f.y <= 15 for f in fixes)
+
+
+def test_dwell_at_a_counter_enters_and_leaves_it(store: Venue) -> None:
+    res = run(store, walk_readings(store, STORE_PATH, sigma=1.0))
+    events = [e for r in res for e in r.events]
+    entered = [e for e in events if e.type == "zone_enter" and e.zone == "c-skincare"]
+    left = [e for e in events if e.type == "zone_exit" and e.zone == "c-skincare"]
+    assert len(entered) == 1 and len(left) == 1
+    dwell = left[0].t - entered[0].t
+    assert 30.0 <= dwell <= 55.0  # 40 s standing + walking in and out, hysteresis on both ends
+    zones = [f.zone for r in res for f in r.fixes]
+    assert "c-skincare" in zones
+
+
+def test_causal_rows_do_not_change_when_later_readings_are_removed(store: Venue) -> None:
+    readings = walk_readings(store, STORE_PATH, sigma=4.0)
+    full = {(f.device, round(f.t, 3)): f for r in run(store, readings) for f in r.fixes}
+    cut = T0 + 33.5
+    part = [f for r in run(store, readings, cut=cut) for f in r.fixes]
+    keys = {(f.device, round(f.t, 3)): f for f in part}
+    must = [k for k in full if k[1] <= cut]
+    assert must and all(k in keys for k in must)  # every full row at t <= cut exists in the cut run
+    for k in must:
+        f, g = keys[k], full[k]
+        assert math.hypot(f.x - g.x, f.y - g.y) < 0.01 and f.zone == g.zone and f.floor == g.floor
+
+
+def test_deterministic_and_barely_affected_by_other_devices(store: Venue) -> None:
+    a = walk_readings(store, STORE_PATH, device="tag-a", seed=2)
+    b = walk_readings(store, [(0.0, 3.0, 3.0, "L1"), (80.0, 17.0, 13.0, "L1")], device="tag-b", seed=3)
+    both = Readings(np.r_[a.t, b.t], np.r_[a.device, b.device], np.r_[a.anchor, b.anchor], np.r_[a.rssi, b.rssi],
+                    np.r_[a.tx_power, b.tx_power])
+    alone = [(f.t, f.x, f.y) for r in run(store, a) for f in r.fixes]
+    again = [(f.t, f.x, f.y) for r in run(store, a) for f in r.fixes]
+    together = [(f.t, f.x, f.y) for r in run(store, both) for f in r.fixes if f.device == "tag-a"]
+    assert alone == again
+    # Other devices only share the learned receiver sensitivity and liveness: same track, nearly.
+    diff = [math.hypot(p[1] - q[1], p[2] - q[2]) for p, q in zip(alone, together, strict=True)]
+    assert np.median(diff) < 0.5
+
+
+def test_bad_readings_are_dropped_and_counted(store: Venue) -> None:
+    loc = LiveLocator.from_venue(store)
+    drops = loc.push(Readings.from_columns([T0, T0, T0, T0], ["d"] * 4, ["gw-1", "gw-x", "gw-2", "gw-3"],
+                                           [-60, -60, 12, float("nan")]))
+    assert drops == {"unknown_anchor": 1, "implausible_rssi": 2}
+    res = loc.advance(T0 + 0.5)
+    assert len(res.fixes) == 1 and res.fixes[0].accuracy_m >= 2.0  # one anchor: near it, honestly unsure
+
+
+def test_floor_is_detected_and_changes_only_through_a_connector(mall: Venue) -> None:
+    # Up the escalator esc-up: L1 (52, 38) -> L2 (68, 38).
+    path = [(0.0, 40.0, 38.0, "L1"), (12.0, 51.0, 38.0, "L1"), (30.0, 69.0, 38.0, "L2"), (60.0, 90.0, 40.0, "L2")]
+    res = run(mall, walk_readings(mall, path, sigma=3.0))
+    floors = [f.floor for r in res for f in r.fixes]
+    assert floors[:8] == ["L1"] * 8
+    assert floors[-15:] == ["L2"] * 15
+    changes = [e for r in res for e in r.events if e.type == "floor_change"]
+    assert 1 <= len(changes) <= 2  # one change (a brief hesitation at the landing at most)
+
+
+def test_restart_from_snapshot_does_not_enter_a_stay_twice(store: Venue) -> None:
+    readings = walk_readings(store, [(0.0, 15.5, 8.5, "L1"), (60.0, 15.5, 8.5, "L1")], sigma=1.0)
+    loc = LiveLocator.from_venue(store)
+    first, second = readings.t < T0 + 30, readings.t >= T0 + 30
+    enters = []
+    for s in range(30):
+        m = first & (np.floor(readings.t - T0) == s)
+        loc.push(_take(readings, m))
+        enters += [e.zone for e in loc.advance(T0 + s + 0.999).events if e.type == "zone_enter"]
+    state = loc.snapshot()
+    loc2 = LiveLocator.from_venue(store)
+    loc2.restore(state)
+    for s in range(30, 60):
+        m = second & (np.floor(readings.t - T0) == s)
+        loc2.push(_take(readings, m))
+        enters += [e.zone for e in loc2.advance(T0 + s + 0.999).events if e.type == "zone_enter"]
+    assert enters.count("c-skincare") == 1, enters

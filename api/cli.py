@@ -156,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--mqtt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--format", choices=("wire", "espresense", "theengs"), default="wire",
+                   help="with --mqtt: what the synthetic gateways publish (default: our wire protocol)")
+    p.add_argument("--scans-to", metavar="URL", help="with --mqtt: also post the apps' beacon scans to URL/v1/scans")
+    p.add_argument("--shared-connection", action="store_true",
+                   help="with --mqtt: one MQTT connection for all gateways (no per-gateway last will)")
+    p.add_argument("--mode", choices=("gateway", "phone"), default="gateway",
+                   help="with --out: gateway readings (default) or phone-mode scans of the venue beacons")
     p.set_defaults(func=_lazy("simulations.commands:cmd_simulate"))
 
     p = sub.add_parser("locate", help="batch positioning of a readings file")

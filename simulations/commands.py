@@ -57,7 +57,8 @@ def _simulate_to_files(venue: Venue, args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise SimulationError(f"--out {out}: exists and is not a directory")
     started = time.perf_counter()
-    result = simulate(venue, shoppers=args.shoppers, duration_s=args.duration, seed=args.seed)
+    result = simulate(venue, shoppers=args.shoppers, duration_s=args.duration, seed=args.seed,
+                      mode=getattr(args, "mode", None) or "gateway")
     write_result(result, out)
     elapsed = time.perf_counter() - started
     print(f"simulated {venue.id}: {len(result.shoppers)} shoppers, {len(result.devices)} devices heard, "

@@ -86,6 +86,7 @@ class Tick:
     positions: PositionChunk
     arrived: tuple[int, ...]  # shopper numbers
     left: tuple[int, ...]
+    scans: ReadingChunk | None = None  # app scans of the venue beacons (phone mode, or phone_scans=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +120,7 @@ class World:
     def __init__(self, venue: Venue, shoppers: int, *, duration_s: float | None = None, seed: int = 0,
                  radio: RadioConfig | None = None, start_t: float = DEFAULT_START_T, mode: Mode = "gateway",
                  tick_s: float = DEFAULT_TICK_S, follow_clock: bool = True, places: PlaceBook | None = None,
-                 channel: Channel | None = None) -> None:
+                 channel: Channel | None = None, phone_scans: bool = False) -> None:
         if shoppers < 0:
             raise SimulationError(f"shoppers must be >= 0, got {shoppers}")
         if duration_s is not None and duration_s <= 0:
@@ -145,6 +146,13 @@ class World:
         self.channel = channel if channel is not None else Channel(venue, self.anchors, self.radio_config, seed)
         self.radio = RadioState(self.channel, seed, start_t)
         self.places = places if places is not None else build_places(venue, seed)
+        # Gateway mode can also produce the app's scans of the venue beacons, from the same shoppers.
+        self.scan_radio: RadioState | None = None
+        self.scan_anchor_ids: tuple[str, ...] = self.anchor_ids if mode == "phone" else ()
+        if phone_scans and mode == "gateway" and venue.beacons:
+            beacons = AnchorSet.of(venue, "phone")
+            self.scan_anchor_ids = beacons.ids
+            self.scan_radio = RadioState(Channel(venue, beacons, self.radio_config, seed + 1), seed + 1, start_t)
         self.crowd = Crowd(self.places, self.floor_index)
         self.rng = np.random.default_rng([seed, 0xA55])
         self.base_size = max(CUSTOMER_BASE_MIN, CUSTOMER_BASE_FACTOR * max(shoppers, 1))
@@ -304,6 +312,10 @@ class World:
         if self.mode == "phone":
             devs = devs[self._dev_cols["phone"][devs] > 0] if devs.size else devs
         readings = self._radio_tick(t0, t1, devs, owner, x0, y0)
+        scans = readings if self.mode == "phone" else None
+        if self.scan_radio is not None and devs.size:
+            phones = devs[self._dev_cols["phone"][devs] > 0]
+            scans = self._radio_tick(t0, t1, phones, owner, x0, y0, self.scan_radio)
         # Truth at t1 for every device still inside.
         inside_now = crowd.state[owner[devs]] != GONE if devs.size else np.zeros(0, dtype=bool)
         truth_devs = devs[inside_now]
@@ -311,10 +323,11 @@ class World:
         positions = PositionChunk(np.full(truth_devs.size, t1), truth_devs, crowd.x[ag].copy(), crowd.y[ag].copy(),
                                   crowd.floor[ag].copy())
         self.t = t1
-        return Tick(t0, t1, readings, positions, tuple(arrived), tuple(left))
+        return Tick(t0, t1, readings, positions, tuple(arrived), tuple(left), scans)
 
     def _radio_tick(self, t0: float, t1: float, devs: npt.NDArray[np.int64], owner: npt.NDArray[np.int64],
-                    x0: npt.NDArray[np.float64], y0: npt.NDArray[np.float64]) -> ReadingChunk:
+                    x0: npt.NDArray[np.float64], y0: npt.NDArray[np.float64],
+                    scan_radio: RadioState | None = None) -> ReadingChunk:
         if devs.size == 0:
             return ReadingChunk.empty()
         crowd, c = self.crowd, self._dev_cols
@@ -323,9 +336,15 @@ class World:
                             c["tx"][devs].astype(np.float32), c["body"][devs].astype(np.float32))
         # Walkers between t0 and t1; a shopper standing still has the same start and end.
         motion = Motion(crowd.floor[ag], x0[ag], y0[ag], crowd.x[ag], crowd.y[ag], crowd.heading[ag])
+        if scan_radio is not None:
+            return scan_radio.phone_tick(t0, t1, radio, motion, c["scan"][devs])
         if self.mode == "gateway":
             return self.radio.gateway_tick(t0, t1, radio, motion)
         return self.radio.phone_tick(t0, t1, radio, motion, c["scan"][devs])
+
+    def app_id(self, device: int) -> str:
+        """The app's pseudonym of the phone ``device`` (what it posts its scans as)."""
+        return _app_pseudonym(self.seed, self.device_info[device].customer)
 
     def shopper_positions(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64],
                                          npt.NDArray[np.int64]]:

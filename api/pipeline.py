@@ -275,6 +275,7 @@ class Pipeline:
         """Advance to the watermark, write one transaction, then hand the result to the outlets."""
         fixes: list[Fix] = []
         zevents: list[ZoneEvent] = []
+        minutes: list[OccupancyRow] = []
         target = self.target_watermark(wall)
         if target is not None:
             steps = self._steps(target)
@@ -283,6 +284,8 @@ class Pipeline:
                 res = self.locator.advance(step)
                 fixes.extend(res.fixes)
                 zevents.extend(res.events)
+                self._update_occupancy(res.events)
+                minutes.extend(self._minutes(step))
                 for reason, k in res.dropped.items():
                     if k:
                         self._drop(reason, int(k))
@@ -296,9 +299,8 @@ class Pipeline:
         w.positions = [PositionRow(f.device, f.t, f.x, f.y, f.floor, f.accuracy_m, f.zone) for f in fixes]
         events = [self._event_dict(e) for e in zevents]
         w.events = [EventRow(e.type, e.device, e.t, e.zone, e.floor, dict(e.extra)) for e in zevents]
-        self._update_occupancy(zevents)
         w.flows = self._flows(fixes)
-        w.occupancy = self._minutes()
+        w.occupancy = minutes
         changed = tuple(self._gateways[g].row() for g in sorted(self._changed_gateways))
         w.gateways = list(changed)
         w.dedup = self.dedup.state(self.dedup.dirty())
@@ -373,10 +375,9 @@ class Pipeline:
     def occupancy(self) -> dict[str, int]:
         return {z: len(m) for z, m in self._inside.items() if m}
 
-    def _minutes(self) -> list[OccupancyRow]:
-        if self.watermark is None:
-            return []
-        minute = math.floor(self.watermark / OCCUPANCY_BUCKET_S) * OCCUPANCY_BUCKET_S
+    def _minutes(self, now: float) -> list[OccupancyRow]:
+        """Occupancy of every zone for each minute that ``now`` closes (counted when the minute ends)."""
+        minute = math.floor(now / OCCUPANCY_BUCKET_S) * OCCUPANCY_BUCKET_S
         if self._minute is None:
             self._minute = minute
             return []

@@ -62,3 +62,45 @@ def mosquitto_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+VICTORIA_METRICS_CANDIDATES = ("victoria-metrics", "/usr/bin/victoria-metrics")
+CHROMIUM_CANDIDATES = ("chromium", "/usr/bin/chromium", "chromium-browser")
+
+
+@pytest.fixture
+def victoria_metrics(tmp_path: Path) -> Iterator[str]:
+    """A real VictoriaMetrics on a free loopback port with a temporary storage; yields its base URL."""
+    import subprocess
+    import time
+
+    import httpx
+
+    from simulations.local_broker import free_port
+
+    exe = require_binary(*VICTORIA_METRICS_CANDIDATES)
+    port = free_port()
+    log = open(tmp_path / "victoria-metrics.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([exe, f"-storageDataPath={tmp_path / 'vm-data'}", f"-httpListenAddr=127.0.0.1:{port}",
+                             "-search.latencyOffset=0s", "-loggerLevel=ERROR"], stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(f"victoria-metrics did not start (see {tmp_path / 'victoria-metrics.log'})")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

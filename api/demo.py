@@ -18,8 +18,9 @@ from typing import Any, Final
 DEMO_SEED: Final = 7  # the same shoppers every run
 
 
-def _traffic(venue: Any, url: str, shoppers: int, speed: float) -> Any:
-    """The simulator's synthetic gateways when installed, else the engine's own small generator."""
+def _traffic(venue: Any, url: str, shoppers: int, speed: float, api_url: str) -> Any:
+    """The simulator's synthetic gateways (and phone scans to the API) when installed, else the
+    engine's own small generator."""
     import importlib
 
     try:
@@ -28,7 +29,7 @@ def _traffic(venue: Any, url: str, shoppers: int, speed: float) -> Any:
     except ImportError:
         start = None
     if start is not None:
-        return start(venue=venue, broker_url=url, shoppers=shoppers, speed=speed, seed=DEMO_SEED)
+        return start(venue=venue, broker_url=url, shoppers=shoppers, speed=speed, seed=DEMO_SEED, api_url=api_url)
     from api.demo_traffic import DemoGateways
 
     return DemoGateways(venue, url, shoppers, speed, seed=DEMO_SEED).start()
@@ -73,7 +74,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         http = HttpServer(build_app(engine), settings.http_host, settings.http_port).start()
         if not engine.wait_subscribed(15):
             raise CliError(f"the engine could not subscribe at {url}: {engine.ingest.last_error}")
-        traffic = _traffic(venue, url, args.shoppers, args.speed)
+        traffic = _traffic(venue, url, args.shoppers, args.speed, f"http://{settings.http_host}:{settings.http_port}")
         print(f"instore demo: {venue.info.name} ({venue.id}), {args.shoppers} shoppers, speed x{args.speed:g}",
               flush=True)
         print(f"  dashboard  http://{settings.http_host}:{settings.http_port}/", flush=True)

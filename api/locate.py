@@ -222,12 +222,14 @@ def run_locate(args: argparse.Namespace) -> int:
     data = load_readings(Path(args.readings), known)
 
     calibration_note = ""
+    survey_pts = None
     if args.survey:
-        from positioning.calibration import calibrate
+        from positioning.calibration import calibrate, survey_points
 
         survey = load_survey(Path(args.survey), known, anchors, venue is not None)
         anchors, fitted, calibration_note = calibrate(anchors, survey, height)
         tx_use = np.where(fitted, TX_IGNORE, tx_use)
+        survey_pts = survey_points(anchors, survey)
 
     cfg = LocatorConfig(device_height=height)
     locator = LiveLocator(anchors, venue, cfg, tx_use=tx_use)
@@ -235,7 +237,9 @@ def run_locate(args: argparse.Namespace) -> int:
 
     static = np.zeros(data.t.shape[0], dtype=bool) if data.scan is None else (data.scan != "")
     if static.any():
-        out_rows.extend(_static_rows(locator, data, static, height))
+        rows_s, fp_note = _static_rows(locator, data, static, height, survey_pts)
+        out_rows.extend(rows_s)
+        calibration_note = "; ".join(n for n in (calibration_note, fp_note) if n)
     tracked = ~static
     n_fixes_tracked = 0
     if tracked.any():
@@ -275,9 +279,10 @@ def _tracked_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_])
     return rows
 
 
-def _static_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_], height: float) -> list[Any]:
+def _static_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_], height: float,
+                 survey_pts: Any) -> tuple[list[Any], str]:
     from positioning.live import TX_IS_P0
-    from positioning.static import locate_static
+    from positioning.static import apply_fingerprints, build_fingerprints, locate_static
 
     idx = np.flatnonzero(mask)
     dev = data.device[idx]
@@ -295,13 +300,19 @@ def _static_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_], 
     fix_dev[fix] = dev_code
     res = locate_static(locator.anchors, locator.site, fix.astype(np.int64), dev_code.astype(np.int64), fix_t,
                         anchor, data.rssi[idx], p0, fix_keys.shape[0], device_height=height)
+    note = ""
+    if survey_pts is not None and len(survey_pts.x) >= 3:
+        fp = build_fingerprints(locator.anchors, locator.site, survey_pts, height)
+        res = apply_fingerprints(fp, res, fix.astype(np.int64), anchor, data.rssi[idx], len(locator.anchors))
+        note = (f"fingerprints: weight {fp.weight:.1f} (held-back survey median error: model "
+                f"{fp.loo_model_median_m:.2f} m, kNN {fp.loo_knn_median_m:.2f} m, fused {fp.loo_fused_median_m:.2f} m)")
     rows = []
     for k, key in enumerate(fix_keys):
         d, _, s = str(key).partition("\x1f")
         z = locator.site.zone_ids[res.zone[k]] if res.zone[k] >= 0 else ""
         rows.append((float(fix_t[k]), d, float(res.x[k]), float(res.y[k]),
                      locator.anchors.floor_ids[res.floor[k]], float(res.accuracy_m[k]), z, s))
-    return rows
+    return rows, note
 
 
 def load_survey(path: Path, known: set[str], anchors: Any, has_venue: bool) -> Any:

@@ -25,7 +25,9 @@ from positioning.const import (
     DEVICE_OFFSET_MAX_DB,
     DEVICE_OFFSET_PRIOR_DB,
     MIN_ANCHORS_FOR_OFFSET,
+    PATH_LOSS_N_BOUNDS,
     REFERENCE_TX_DBM,
+    RSSI_1M_BOUNDS,
     RSSI_MAX_DBM,
     RSSI_MIN_DBM,
     SENSITIVITY_DBM,
@@ -56,6 +58,11 @@ SENSITIVITY_MIN_READINGS: Final = 500  # below this many readings keep the defau
 PACKET_LOSS: Final = 0.3  # chance a receiver in range misses one advert; silence after k adverts: 0.3**k
 OFFSET_PROCESS_DB2_PER_S: Final = 0.02  # a device's offset drifts slowly (phone moved to a pocket)
 OFFSET_MIN_MARGIN_DB: Final = 10.0  # only readings this far above sensitivity inform the offset
+LINK_MAX_M: Final = 30.0  # longer anchor-to-anchor links are censored too often to fit unbiased
+LINK_MIN_READINGS: Final = 30  # a receiver's parameters move only after this many link readings
+LINK_NOISE_DB: Final = 6.0  # spread of one link reading
+LINK_PRIOR_P0_DB: Final = 6.0  # how far a receiver's 1 m power may drift from its nominal value
+LINK_PRIOR_N: Final = 0.5  # and its exponent
 WARM_START_S: Final = 5.0  # a track seen this recently seeds its device's next fix
 TRACK_CORRELATED_DB: Final = 3.5  # correlated shadowing the tracker assumes per window (it averages windows)
 OFFSET_WINDOW_FLOOR_DB: Final = 6.0  # least noise of one window's offset estimate
@@ -191,6 +198,9 @@ class LiveLocator:
         self._buf: list[Readings] = []
         self._chain = {zid: self.site.zone_chain(k) for k, zid in enumerate(self.site.zone_ids)}
         self._bounds = np.array([r.bounds for r in self.site.floors], dtype=np.float64)
+        self._links = np.zeros((n_a, 5))  # per receiver: count, sum x, sum y, sum x^2, sum x*y of link readings
+        self._prior_p0 = table.rssi_1m.copy()
+        self._prior_n = table.path_loss_n.copy()
 
     @classmethod
     def from_venue(cls, venue: Venue, config: LocatorConfig | None = None) -> LiveLocator:
@@ -227,6 +237,16 @@ class LiveLocator:
         r = _take(allr, due)
         anchor = r.anchor.astype(np.int64)
         self._observe_anchors(anchor, r.t, r.rssi)
+        # Anchors heard by other anchors (a gateway's own beacon, a fixed venue beacon) are links of
+        # known length: they refine the receivers' radio parameters instead of being positioned.
+        tx_anchor = np.fromiter((self.index.get(str(d), -1) for d in r.device), dtype=np.int64, count=len(r))
+        link = (tx_anchor >= 0) & (tx_anchor != anchor)
+        if link.any():
+            self._learn_links(anchor[link], tx_anchor[link], r.rssi[link], r.tx_power[link])
+            keep = ~link
+            r, anchor = _take(r, keep), anchor[keep]
+            if len(r) == 0:
+                return StepResult((), tuple(self._expire(now)), {})
         dev_ids, dev_code = np.unique(r.device.astype(str), return_inverse=True)
         dev_code = dev_code.astype(np.int64)
         devices = [str(d) for d in dev_ids]
@@ -286,6 +306,39 @@ class LiveLocator:
         np.maximum.at(self.anchor_last, anchor, t)
         bins = np.clip(np.round(rssi - RSSI_MIN_DBM).astype(np.int64), 0, self.rssi_hist.shape[0] - 1)
         self.rssi_hist += np.bincount(bins, minlength=self.rssi_hist.shape[0])
+
+    def _learn_links(self, rx: IntArray, tx: IntArray, rssi: FloatArray, tx_power: FloatArray) -> None:
+        """Online ridge fit of each receiver's 1 m power and exponent from anchor-to-anchor readings."""
+        a = self.anchors
+        same = a.floor[rx] == a.floor[tx]
+        dz = a.abs_z(self.cfg.device_height)[rx] - a.abs_z(self.cfg.device_height)[tx]
+        d = np.maximum(np.sqrt((a.x[rx] - a.x[tx]) ** 2 + (a.y[rx] - a.y[tx]) ** 2 + dz * dz), 1.0)
+        use = same & (d <= LINK_MAX_M)
+        if not use.any():
+            return
+        rx, d = rx[use], d[use]
+        # The transmitter's advertised power, relative to the reference the receivers' rssi_1m assume.
+        y = rssi[use] - np.where(np.isfinite(tx_power[use]), tx_power[use] - REFERENCE_TX_DBM, 0.0)
+        x = -10.0 * np.log10(d)
+        for col, val in enumerate((np.ones_like(x), x, y, x * x, x * y)):
+            np.add.at(self._links[:, col], rx, val)
+        ready = np.flatnonzero(self._links[:, 0] >= LINK_MIN_READINGS)
+        if ready.shape[0] == 0:
+            return
+        n0, sx, sy, sxx, sxy = (self._links[ready, c] for c in range(5))
+        p0_prior, n_prior = self._prior_p0[ready], self._prior_n[ready]
+        lp, ln = 1.0 / LINK_PRIOR_P0_DB**2 * LINK_NOISE_DB**2, 1.0 / LINK_PRIOR_N**2 * LINK_NOISE_DB**2
+        # Normal equations of sum (y - p0 - n x)^2 + lp (p0 - p0_prior)^2 + ln (n - n_prior)^2.
+        a11, a12, a22 = n0 + lp, sx, sxx + ln
+        b1, b2 = sy + lp * p0_prior, sxy + ln * n_prior
+        det = a11 * a22 - a12 * a12
+        p0 = (a22 * b1 - a12 * b2) / det
+        n = (a11 * b2 - a12 * b1) / det
+        rssi_1m, path_n = a.rssi_1m.copy(), a.path_loss_n.copy()
+        rssi_1m[ready] = np.clip(p0, *RSSI_1M_BOUNDS)
+        path_n[ready] = np.clip(n, *PATH_LOSS_N_BOUNDS)
+        self.anchors = a.with_params(rssi_1m, path_n)
+        self.tracker.anchors = self.anchors
 
     def _sensitivity(self) -> float:
         total = int(self.rssi_hist.sum())

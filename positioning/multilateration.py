@@ -37,12 +37,14 @@ LM_LAMBDA0 = 0.1  # initial damping relative to the diagonal; far starts need so
 LM_UP = 10.0
 LM_DOWN = 10.0
 FIXED_PRIOR_SD = 1e-9
-GRID_CANDIDATES = 4  # per axis: a 4 x 4 grid of starting points over the bounds
-MULTISTART = 2  # a fix that ends poorly is solved again from its second best, separated start
-RETRY_COST_PER_READING = 1.5  # mean Huber cost per heard reading above which a fix is retried
-SOLVER_TOL_COST = 1e-13  # relative cost decrease below which an accepted step means converged
+CENSOR_NEGLIGIBLE_Z = 8.0  # an unheard anchor predicted 8 sigma below sensitivity costs < 1e-15
+GRID_CANDIDATES = 3  # per axis: a 3 x 3 grid of starting points over the bounds
+MULTISTART = 2  # a fix that ends poorly is solved again from the best-scoring separated candidate
+RETRY_COST_PER_READING = 0.8  # mean Huber cost per heard reading above which a fix is retried
+RETRY_MARGIN = 1.0  # cost units the second start must win by (near ties favour the first start)
+SOLVER_TOL_COST = 1e-15  # relative cost decrease below which an accepted step means converged
 WARM_ITERATIONS = 8  # a fix started from its track's last position needs only a few steps
-ANCHOR_CANDIDATES = 6  # the strongest heard anchors' positions are starting candidates
+ANCHOR_CANDIDATES = 4  # the strongest heard anchors' positions are starting candidates
 MULTISTART_SEPARATION_M = 3.0  # an offset prior this tight means "offset known": its column is frozen
 
 
@@ -159,13 +161,20 @@ def screening_cost(prob: FixProblem, x: FloatArray, y: FloatArray) -> tuple[Floa
 
 def _censor_residual(mu: FloatArray, sens: FloatArray, mask: BoolArray) -> tuple[FloatArray, FloatArray]:
     """Residual whose square / 2 is the censoring cost -log P(rssi < sens) = -log Phi((sens - mu) / sigma),
-    and its derivative with respect to mu. Smooth, zero far below sensitivity, linear far above."""
+    and its derivative with respect to mu. Smooth, zero far below sensitivity, linear far above.
+    Evaluated only where it is not negligible (an anchor predicted far below sensitivity costs 0)."""
     z = (sens - mu) / SHADOWING_DB
-    log_cdf = log_ndtr(z)
-    h = np.sqrt(np.maximum(-2.0 * log_cdf, 0.0))
-    ratio = np.exp(-0.5 * z * z - 0.5 * np.log(2.0 * np.pi) - log_cdf)  # phi(z) / Phi(z)
-    dh = np.where(h > 1e-150, ratio / (SHADOWING_DB * np.maximum(h, 1e-150)), 0.0)
-    return np.where(mask, h, 0.0), np.where(mask, dh, 0.0)
+    live = mask & (z < CENSOR_NEGLIGIBLE_Z)
+    h = np.zeros(z.shape)
+    dh = np.zeros(z.shape)
+    if live.any():
+        zl = z[live]
+        log_cdf = log_ndtr(zl)
+        hl = np.sqrt(np.maximum(-2.0 * log_cdf, 0.0))
+        ratio = np.exp(-0.5 * zl * zl - 0.5 * np.log(2.0 * np.pi) - log_cdf)  # phi(z) / Phi(z)
+        h[live] = hl
+        dh[live] = np.where(hl > 1e-150, ratio / (SHADOWING_DB * np.maximum(hl, 1e-150)), 0.0)
+    return h, dh
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,14 +210,16 @@ def initial_guesses(prob: FixProblem, starts: int = 1) -> FloatArray:
     wsum = np.maximum(wt.sum(axis=1), 1e-12)
     cxy = np.stack([(wt * np.take_along_axis(prob.ax, top, 1)).sum(1) / wsum,
                     (wt * np.take_along_axis(prob.ay, top, 1)).sum(1) / wsum], axis=1)
+    lin_all = lin / np.maximum(lin.sum(axis=1, keepdims=True), 1e-12)  # centroid of all heard, power-weighted
+    cxy_all = np.stack([(lin_all * prob.ax).sum(1), (lin_all * prob.ay).sum(1)], axis=1)
     near = strongest[:, :ANCHOR_CANDIDATES]
     # A coarse grid over the bounds catches fixes whose strongest anchors mislead the local search.
     g = np.linspace(0.1, 0.9, GRID_CANDIDATES)
     gx = (prob.lo[:, :1] + (prob.hi[:, :1] - prob.lo[:, :1]) * np.repeat(g, GRID_CANDIDATES)[None, :])
     gy = (prob.lo[:, 1:] + (prob.hi[:, 1:] - prob.lo[:, 1:]) * np.tile(g, GRID_CANDIDATES)[None, :])
-    cand_x = np.concatenate([np.take_along_axis(prob.ax, near, 1), cxy[:, :1], gx], axis=1)
-    cand_y = np.concatenate([np.take_along_axis(prob.ay, near, 1), cxy[:, 1:], gy], axis=1)
-    valid = np.concatenate([np.take_along_axis(heard, near, 1), np.ones((b, 1 + gx.shape[1]), dtype=bool)], axis=1)
+    cand_x = np.concatenate([np.take_along_axis(prob.ax, near, 1), cxy[:, :1], cxy_all[:, :1], gx], axis=1)
+    cand_y = np.concatenate([np.take_along_axis(prob.ay, near, 1), cxy[:, 1:], cxy_all[:, 1:], gy], axis=1)
+    valid = np.concatenate([np.take_along_axis(heard, near, 1), np.ones((b, 2 + gx.shape[1]), dtype=bool)], axis=1)
     # Nudge candidates off the anchors (the near field is flat) and into bounds.
     cand_x = np.clip(cand_x + 0.5, prob.lo[:, :1], prob.hi[:, :1])
     cand_y = np.clip(cand_y + 0.5, prob.lo[:, 1:], prob.hi[:, 1:])
@@ -221,7 +232,9 @@ def initial_guesses(prob: FixProblem, starts: int = 1) -> FloatArray:
         offs[:, j] = o
     rows = np.arange(b)
     out = np.empty((starts, b, 3))
-    chosen = np.argmin(costs, axis=1)
+    # The first start is the power-weighted centroid of all heard anchors (robust and unbiased towards
+    # far corners); the others are the best-scoring candidates away from it, used for retries.
+    chosen = np.full(b, ANCHOR_CANDIDATES + 1)
     out[0] = np.stack([cand_x[rows, chosen], cand_y[rows, chosen], offs[rows, chosen]], axis=1)
     for s_i in range(1, starts):
         # The next best candidate at least MULTISTART_SEPARATION_M from those already chosen.
@@ -268,7 +281,7 @@ def solve(prob: FixProblem, theta0: FloatArray | None = None, iterations: int = 
     x, y, off, acc, cost, cov = (a.copy() for a in (sol.x, sol.y, sol.offset, sol.accuracy_m, sol.cost, sol.cov))
     for s_i in range(1, starts):
         alt = _solve_from(sub, guesses[s_i][retry], iterations)
-        better = alt.cost < cost[retry]
+        better = alt.cost < cost[retry] - RETRY_MARGIN  # a clearly better fit, not a near tie far away
         tgt = retry[better]
         x[tgt], y[tgt], off[tgt] = alt.x[better], alt.y[better], alt.offset[better]
         acc[tgt], cost[tgt], cov[tgt] = alt.accuracy_m[better], alt.cost[better], alt.cov[better]
@@ -340,9 +353,6 @@ def _solve_from(prob: FixProblem, theta: FloatArray, iterations: int) -> FixSolu
         step = -np.linalg.solve(h_damped, g[:, :, None])[:, :, 0]
         cand = theta[idx] + step
         cand[:, :2] = np.clip(cand[:, :2], prob.lo[idx], prob.hi[idx])
-        # The offset enters linearly: its conditional optimum given the new x, y walks the
-        # offset-vs-range valley much faster than the joint step alone.
-        cand = _best_offset(sub, cand)
         res_c, jac_c = sub.residuals(cand)
         cost_c = huber_cost(res_c)
         better = cost_c <= cost[idx]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from positioning.calibration import SurveyPoints
 from positioning.const import (
     DEVICE_HEIGHT_M,
     DEVICE_OFFSET_MAX_DB,
@@ -21,6 +22,7 @@ from positioning.const import (
     SENSITIVITY_DBM,
 )
 from positioning.filtering import aggregate
+from positioning.fingerprint import RadioMap, choose_fusion_weight, fuse, knn_locate
 from positioning.maps import NO_ZONE, SiteMap
 from positioning.multilateration import FixSolution, solve
 from positioning.problems import build_problem
@@ -117,3 +119,44 @@ def _fallback_where_few(anchors: AnchorTable, sol: FixSolution, heard: IntArray,
         y[few] = (a.y[i0] * 2 + a.y[i1]) / 3
         acc[few] = np.maximum(acc[few], np.maximum(5.0, np.hypot(a.x[i1] - a.x[i0], a.y[i1] - a.y[i0])))
     return x, y, acc
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprints:
+    """A survey's radio map and the fusion weight chosen on it by leave-one-out."""
+
+    radio_map: RadioMap
+    weight: float
+    loo_model_median_m: float
+    loo_knn_median_m: float
+    loo_fused_median_m: float
+
+
+def build_fingerprints(anchors: AnchorTable, site: SiteMap, pts: SurveyPoints,
+                       device_height: float = DEVICE_HEIGHT_M) -> Fingerprints:
+    """The radio map of a survey, and the fingerprint weight that does best on held-back survey points
+    (each point positioned by the model from its own readings, and by kNN on all other points)."""
+    rm = RadioMap(pts.x, pts.y, pts.floor, pts.radio_map(len(anchors)))
+    n = len(rm)
+    model = locate_static(anchors, site, pts.point, pts.device[pts.point], np.zeros(n), pts.anchor, pts.mean,
+                          anchors.rssi_1m[pts.anchor], n, device_height=device_height)
+    knn = knn_locate(rm, rm.rssi, floor_hint=model.floor, exclude=np.arange(n))
+    weight = choose_fusion_weight(pts.x, pts.y, model.x, model.y, knn.x, knn.y)
+    fx, fy = fuse(model.x, model.y, knn, weight)
+
+    def med(x: FloatArray, y: FloatArray) -> float:
+        e = np.hypot(x - pts.x, y - pts.y)
+        return float(np.nanmedian(e)) if np.isfinite(e).any() else float("nan")
+
+    return Fingerprints(rm, weight, med(model.x, model.y), med(knn.x, knn.y), med(fx, fy))
+
+
+def apply_fingerprints(fp: Fingerprints, fixes: StaticFixes, fix: IntArray, anchor: IntArray, rssi: FloatArray,
+                       n_anchors: int) -> StaticFixes:
+    """Fuse model fixes with kNN on the radio map (the query is each fix's mean RSSI per anchor)."""
+    agg = aggregate(fix, anchor, rssi)
+    query = np.full((fixes.x.shape[0], n_anchors), np.nan)
+    query[agg.group, agg.anchor] = agg.mean
+    knn = knn_locate(fp.radio_map, query, floor_hint=fixes.floor)
+    x, y = fuse(fixes.x, fixes.y, knn, fp.weight)
+    return StaticFixes(x, y, fixes.floor, fixes.accuracy_m, fixes.zone, fixes.offset)

@@ -164,3 +164,27 @@ def test_restart_from_snapshot_does_not_enter_a_stay_twice(store: Venue) -> None
         loc2.push(_take(readings, m))
         enters += [e.zone for e in loc2.advance(T0 + s + 0.999).events if e.type == "zone_enter"]
     assert enters.count("c-skincare") == 1, enters
+
+
+def test_anchors_hearing_each_other_refine_their_radio_parameters(store: Venue) -> None:
+    rng = np.random.default_rng(9)
+    true_p0, true_n = -65.0, 2.6
+    gws = store.anchors
+    ts, devs, ans, rs = [], [], [], []
+    for k in range(60):
+        for tx in gws:
+            for rx in gws:
+                if tx.id == rx.id:
+                    continue
+                d = max(1.0, math.hypot(tx.x - rx.x, tx.y - rx.y))
+                ts.append(T0 + k)
+                devs.append(tx.id)  # a gateway's own beacon, heard by the others
+                ans.append(rx.id)
+                rs.append(round(true_p0 - 10 * true_n * math.log10(d) + rng.normal(0, 2.0)))
+    loc = LiveLocator.from_venue(store)
+    loc.push(Readings.from_columns(ts, devs, ans, rs))
+    res = loc.advance(T0 + 100)
+    assert res.fixes == ()  # links calibrate, they are not positioned
+    idx = [loc.anchors.index[g.id] for g in gws]
+    assert np.median(loc.anchors.rssi_1m[idx]) == pytest.approx(true_p0, abs=2.5)
+    assert np.median(loc.anchors.path_loss_n[idx]) == pytest.approx(true_n, abs=0.35)

@@ -165,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --out: gateway readings (default) or phone-mode scans of the venue beacons")
     p.set_defaults(func=_lazy("simulations.commands:cmd_simulate"))
 
+    p = sub.add_parser("evaluate", help="score engine output (P.csv) against a simulation's truth files")
+    p.add_argument("--venue", required=True)
+    p.add_argument("--truth", required=True, help="an `instore simulate --out` directory")
+    p.add_argument("--positions", required=True, help="the engine's P.csv (t,device,x,y[,floor,zone])")
+    p.add_argument("--offers", help="optional offers CSV (t,device,zone; x,y ignored)")
+    p.add_argument("--json", help="also write the scores here")
+    p.set_defaults(func=_lazy("simulations.commands:cmd_evaluate"))
+
     p = sub.add_parser("locate", help="batch positioning of a readings file")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--anchors")

@@ -75,3 +75,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return int(run_plan(venue, Path(args.out) if args.out else Path(f"plan-{venue.id}"), args))
     except (SimulationError, PositioningError) as exc:
         return _error(str(exc).splitlines()[0])
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``instore evaluate``: score engine output (P.csv) against a simulation's truth files."""
+    import json
+
+    try:
+        venue = read_venue(args.venue)
+        from simulations.evaluation import score
+        from simulations.sim_files import read_positions, read_truth
+
+        truth = read_truth(Path(args.truth))
+        est = read_positions(Path(args.positions))
+        offers = read_positions(Path(args.offers)) if getattr(args, "offers", None) else None
+        result = score(venue, truth, est, offers)
+    except (SimulationError, PositioningError) as exc:
+        return _error(str(exc).splitlines()[0])
+    doc = result.as_dict()
+    if getattr(args, "json", None):
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    for key, value in doc.items():
+        print(f"{key:24s} {'n/a' if value is None else (f'{value:.3f}' if isinstance(value, float) else value)}")
+    return 0

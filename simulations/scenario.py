@@ -60,7 +60,7 @@ DEFAULT_TICK_S: Final = 1.0  # truth positions once per second, as truth_positio
 ARRIVAL_GRID_S: Final = 60.0  # resolution of the hour-of-day arrival curve for fixed-size runs
 MIN_BUSY: Final = 0.02  # arrivals never stop completely (staff, late shoppers)
 CUSTOMER_BASE_MIN: Final = 1000
-CROWD_CONTROL_S: Final = 30.0  # a streaming world closes a gap to the wanted crowd over about this long
+CROWD_CONTROL_S: Final = 10.0  # a streaming world closes a gap to the wanted crowd over about this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +153,8 @@ class World:
             beacons = AnchorSet.of(venue, "phone")
             self.scan_anchor_ids = beacons.ids
             self.scan_radio = RadioState(Channel(venue, beacons, self.radio_config, seed + 1), seed + 1, start_t)
-        self.crowd = Crowd(self.places, self.floor_index)
-        self.rng = np.random.default_rng([seed, 0xA55])
+        self.crowd = Crowd(self.places, self.floor_index, seed)
+        self.rng = np.random.default_rng([seed, 0xA55, int(start_t) % (1 << 32)])  # who comes depends on the day
         self.base_size = max(CUSTOMER_BASE_MIN, CUSTOMER_BASE_FACTOR * max(shoppers, 1))
         self._inside: set[int] = set()  # customers in the venue now
         self._used: set[int] = set()  # customers who came during this run

@@ -36,12 +36,15 @@ PHONE_MAJOR_BASE: Final = 10_000  # app phones use majors from here, clear of th
 MINORS_PER_MAJOR: Final = 60_000
 CARRY_WEIGHTS: Final = {"phone": 0.55, "tag": 0.3, "both": 0.15}  # what a beacon-carrying shopper carries
 OPT_IN_RATE: Final = 0.6  # share of app users who accepted marketing
-REGULARS_SHARE: Final = 0.1  # the first tenth of the customer base are regulars
-RETURNING_RATE: Final = 0.25  # share of arrivals that are regulars (so they come back across days)
+REGULARS_SHARE: Final = 0.02  # regulars: about as many as the shoppers of one run (one day)
+RETURNING_RATE: Final = 0.3  # share of arrivals that are regulars (so they come back across days)
 CUSTOMER_BASE_FACTOR: Final = 50  # customer base size per expected arrival
 SPEED_MEAN_MPS: Final = 1.1  # walking speed of shoppers
 SPEED_SD_MPS: Final = 0.2
 SPEED_RANGE_MPS: Final = (0.5, 1.5)
+WALK_PAUSE_PER_S: Final = 0.02  # a walker stops about once a minute of walking
+WALK_PAUSE_S: Final = (2.0, 8.0)
+STANDING_TURN_S: Final = 20.0  # someone standing turns about this often
 
 # Visits.
 PASSER_BY_RATE: Final = 0.2  # arrivals that walk through without entering a shop
@@ -433,7 +436,8 @@ class Shopper:
 class Crowd:
     """All shoppers of a run: state arrays for vectorised movement plus each shopper's plan."""
 
-    def __init__(self, book: PlaceBook, floor_index: dict[str, int]) -> None:
+    def __init__(self, book: PlaceBook, floor_index: dict[str, int], seed: int = 0) -> None:
+        self.rng = np.random.default_rng([seed, 0xC80D])
         self.book = book
         self.floor_index = floor_index
         self.pool = _RoutePool()
@@ -527,7 +531,7 @@ class Crowd:
         f, x, y = self.book.xy(place)
         self.x[i], self.y[i], self.floor[i] = x, y, self.floor_index[f]
         self.speed[i] = cust.speed_mps
-        self.heading[i] = 0.0
+        self.heading[i] = self.rng.uniform(-math.pi, math.pi)
         if dwell_left > 0:
             self.state[i] = DWELL
             self.until[i] = arrival_t + dwell_left
@@ -546,6 +550,7 @@ class Crowd:
                     self.state[i] = WALK
                     self.leg[i] = leg.leg
                     self.s[i] = 0.0
+                    self.until[i] = now  # no pause pending
                     return
                 self.state[i] = RIDE
                 self.ride[i] = leg.table
@@ -570,6 +575,7 @@ class Crowd:
             elif kind == "dwell":
                 self.state[i] = DWELL
                 self.until[i] = now + seconds
+                self.heading[i] = self.rng.uniform(-math.pi, math.pi)  # facing the shelf, the counter, a friend
                 return
             else:
                 self.state[i] = GONE
@@ -587,9 +593,14 @@ class Crowd:
         walking = np.flatnonzero(state == WALK)
         done: list[int] = []
         if walking.size:
-            self.pool.compile()
+            # Walkers stop now and then for a few seconds (a phone, a shop window, a friend).
+            paused = self.until[walking] > t0
+            start = ~paused & (self.rng.random(walking.size) < WALK_PAUSE_PER_S * dt_s)
+            if start.any():
+                self.until[walking[start]] = t0 + self.rng.uniform(*WALK_PAUSE_S, int(start.sum()))
+                paused |= start
             legs = self.leg[walking]
-            s = self.s[walking] + self.speed[walking] * dt_s
+            s = self.s[walking] + np.where(paused, 0.0, self.speed[walking] * dt_s)
             length = self.pool.leg_length[legs]
             arrived = s >= length
             s = np.minimum(s, length)
@@ -606,14 +617,18 @@ class Crowd:
             self.x[i], self.y[i], self.floor[i] = xs[k], ys[k], floors[k]
             if t1 >= self.until[i]:
                 done.append(i)
-        dwelling = np.flatnonzero((state == DWELL) & (self.until[:n] <= t1))
+        standing = state == DWELL
+        dwelling = np.flatnonzero(standing & (self.until[:n] <= t1))
         done += dwelling.tolist()
-        for i in done:
-            self._next(i, t1)
-        # Headings follow the direction of motion.
+        # Headings follow the direction of motion; people standing turn now and then.
         dx, dy = self.x[:n] - old_x, self.y[:n] - old_y
         moved = np.hypot(dx, dy) > 0.05
         self.heading[:n] = np.where(moved, np.arctan2(dy, dx), self.heading[:n])
+        turn = np.flatnonzero(standing & (self.rng.random(n) < dt_s / STANDING_TURN_S))
+        if turn.size:
+            self.heading[turn] = self.rng.uniform(-math.pi, math.pi, turn.size)
+        for i in done:
+            self._next(i, t1)
 
     def active(self) -> npt.NDArray[np.int64]:
         n = len(self.shoppers)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Final
@@ -17,7 +18,10 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from simulations.errors import SimulationError
+from simulations.evaluation import Estimates, Truth
 from simulations.scenario import SimulationResult
+from simulations.truth import Stays
 
 WRITE_CHUNK_ROWS: Final = 200_000  # rows formatted per write call
 
@@ -85,3 +89,63 @@ def write_result(result: SimulationResult, out: Path) -> list[Path]:
         ["" if x.exit_t is None else f"{x.exit_t:.3f}" for x in s], [str(int(x.passer_by)) for x in s],
         [str(int(x.regular)) for x in s], [str(int(x.inside_at_start)) for x in s]]))
     return written
+
+
+def _read_columns(path: Path, required: Sequence[str]) -> dict[str, list[str]]:
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise SimulationError(f"{path}: empty file")
+            names = [h.strip() for h in header]
+            missing = [c for c in required if c not in names]
+            if missing:
+                raise SimulationError(f"{path}: line 1: missing column(s) {', '.join(missing)} "
+                                      f"(have {', '.join(names)})")
+            cols: dict[str, list[str]] = {n: [] for n in names}
+            for lineno, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                if len(row) != len(names):
+                    raise SimulationError(f"{path}: line {lineno}: {len(row)} cells, header has {len(names)}")
+                for n, v in zip(names, row, strict=True):
+                    cols[n].append(v)
+    except FileNotFoundError:
+        raise SimulationError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise SimulationError(f"{path}: not UTF-8 text: {exc}") from None
+    return cols
+
+
+def _floats(path: Path, cols: dict[str, list[str]], name: str) -> npt.NDArray[np.float64]:
+    try:
+        return np.array(cols[name], dtype=np.float64)
+    except ValueError:
+        for i, v in enumerate(cols[name]):
+            try:
+                float(v)
+            except ValueError:
+                raise SimulationError(f"{path}: line {i + 2}: column {name}: not a number: {v!r}") from None
+        raise
+
+
+def read_truth(directory: Path) -> Truth:
+    """The ``Truth`` of an ``instore simulate --out`` directory."""
+    vpath = directory / "truth_visits.csv"
+    v = _read_columns(vpath, ["device", "zone", "start", "end"])
+    visits = Stays(np.array(v["device"], dtype=object), np.array(v["zone"], dtype=object),
+                   _floats(vpath, v, "start"), _floats(vpath, v, "end"))
+    path = directory / "truth_positions.csv"
+    p = _read_columns(path, ["t", "device", "x", "y", "floor"])
+    return Truth(_floats(path, p, "t"), np.array(p["device"], dtype=object), _floats(path, p, "x"),
+                 _floats(path, p, "y"), np.array(p["floor"], dtype=object), visits)
+
+
+def read_positions(path: Path) -> Estimates:
+    """Engine output in the ``instore locate`` P.csv shape as ``Estimates``."""
+    c = _read_columns(path, ["t", "device", "x", "y"])
+    floor = np.array(c["floor"], dtype=object) if "floor" in c else None
+    zone = np.array(c["zone"], dtype=object) if "zone" in c else None
+    return Estimates(_floats(path, c, "t"), np.array(c["device"], dtype=object), _floats(path, c, "x"),
+                     _floats(path, c, "y"), floor, zone)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,7 +13,7 @@ from positioning.venue import Venue, parse_venue
 from simulations.evaluation import Estimates, score, truth_of
 from simulations.scenario import SimulationResult, simulate
 from simulations.truth import innermost_zone
-from tests.conftest import CORNER_STORE
+from tests.conftest import CORNER_STORE, instore_exe
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +78,36 @@ def test_missing_visits_lower_recall(store: Venue, run: SimulationResult) -> Non
     assert s.visit_precision == pytest.approx(1.0)
     assert s.visit_recall is not None and s.visit_recall < 1.0
     assert s.dwell_rel_err is not None
+
+
+def test_simulate_locate_evaluate_end_to_end(tmp_path: Path) -> None:
+    """The files `instore simulate` writes go through `instore locate`, and `instore evaluate` scores it."""
+    run_dir = tmp_path / "sim"
+    cmds = [
+        ["simulate", "--venue", str(CORNER_STORE), "--shoppers", "6", "--duration", "60", "--out", str(run_dir),
+         "--seed", "5"],
+        ["locate", "--venue", str(CORNER_STORE), "--readings", str(run_dir / "readings.csv"),
+         "--out", str(run_dir / "P.csv")],
+        ["evaluate", "--venue", str(CORNER_STORE), "--truth", str(run_dir), "--positions", str(run_dir / "P.csv"),
+         "--json", str(run_dir / "score.json")],
+    ]
+    for cmd in cmds:
+        proc = subprocess.run([instore_exe(), *cmd], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, (cmd[0], proc.stderr)
+    doc = json.loads((run_dir / "score.json").read_text(encoding="utf-8"))
+    assert doc["scored_rows"] == doc["rows"] > 100
+    assert 0.0 < doc["median_err_m"] < 15.0  # a 20 x 15 m store
+    assert doc["floor_accuracy"] == 1.0
+    assert 0.0 <= doc["zone_accuracy"] <= 1.0
+
+
+def test_evaluate_names_a_missing_column(tmp_path: Path) -> None:
+    run_dir = tmp_path / "sim"
+    subprocess.run([instore_exe(), "simulate", "--venue", str(CORNER_STORE), "--shoppers", "2", "--duration", "10",
+                    "--out", str(run_dir)], check=True, capture_output=True, timeout=120)
+    bad = tmp_path / "P.csv"
+    bad.write_text("t,device,x\n1,a,2\n", encoding="utf-8")
+    proc = subprocess.run([instore_exe(), "evaluate", "--venue", str(CORNER_STORE), "--truth", str(run_dir),
+                           "--positions", str(bad)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "missing column(s) y" in proc.stderr and proc.stderr.count("\n") == 1

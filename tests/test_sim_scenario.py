@@ -209,3 +209,18 @@ def test_phone_mode_scans_range_the_venue_beacons(store: Venue) -> None:
         by_scan.setdefault((d, s), set()).add(t)
     assert all(len(ts) == 1 for ts in by_scan.values())
     assert set(r.positions.device.tolist()) == set(r.readings.device.tolist())
+
+
+def test_regulars_come_back_another_day_with_the_same_beacons(store: Venue) -> None:
+    day1 = simulate(store, shoppers=100, duration_s=120, seed=6)
+    day2 = simulate(store, shoppers=100, duration_s=120, seed=6, start_t=day1.start_t + 86_400.0)
+    ids1 = {d.id for d in day1.devices}
+    ids2 = {d.id for d in day2.devices}
+    back = ids1 & ids2
+    assert back, "some shoppers of day 1 come back on day 2"
+    assert len(back) < 0.5 * len(ids2)
+    regular = {d.id for d in day2.devices if d.regular}
+    assert len(back & regular) >= 0.6 * len(back)  # mostly regulars; now and then an occasional shopper
+    # Within one run, a fixed-size crowd has distinct shoppers.
+    customers = [s.customer for s in day1.shoppers]
+    assert len(customers) == len(set(customers)) == 100

@@ -64,6 +64,7 @@ LINK_NOISE_DB: Final = 6.0  # spread of one link reading
 LINK_PRIOR_P0_DB: Final = 6.0  # how far a receiver's 1 m power may drift from its nominal value
 LINK_PRIOR_N: Final = 0.5  # and its exponent
 WARM_START_S: Final = 5.0  # a track seen this recently seeds its device's next fix
+TRACK_ANCHORS: Final = 24  # strongest heard anchors the tracker weighs (weak ones are mostly censoring noise)
 TRACK_CORRELATED_DB: Final = 3.5  # correlated shadowing the tracker assumes per window (it averages windows)
 OFFSET_WINDOW_FLOOR_DB: Final = 6.0  # least noise of one window's offset estimate
 OFFSET_MIN_SD_DB: Final = 3.0  # a device's offset is never known better than this
@@ -291,7 +292,9 @@ class LiveLocator:
 
         # The tracker sees consecutive windows; only part of a window's shadowing repeats in the next.
         pf_var = np.maximum(heard_var - WINDOW_CORRELATED_DB**2 + TRACK_CORRELATED_DB**2, 1.0)
-        obs = Observation(heard_idx, heard_mean, pf_var, alive[None, :] & ~heard_any, offsets, off_sd**2,
+        k = TRACK_ANCHORS  # heard anchors come sorted strongest first; the tracker weighs the strongest
+        obs = Observation(heard_idx[:, :k], heard_mean[:, :k], pf_var[:, :k], alive[None, :] & ~heard_any, offsets,
+                          off_sd**2,
                           np.full(len(devices), sens),
                           PACKET_LOSS ** max_count.astype(np.float64))
         est = self.tracker.step(devices, t_fix, obs, np.where(fix_ok, fx, init_x), np.where(fix_ok, fy, init_y),

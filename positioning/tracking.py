@@ -51,6 +51,7 @@ LOST_MEAN_E2: Final = 9.0  # mean squared standardized residual of the best part
 LOST_WINDOWS: Final = 3  # consecutive unexplained windows before a track is re-seeded from its fix
 INJECT_MAX_ACC_M: Final = 8.0  # only a fix at least this confident seeds particles
 FLOOR_SWITCH_SHARE: Final = 0.6  # weight share another floor needs before the estimate switches to it
+CENSOR_NEGLIGIBLE_Z: Final = 8.0  # a silent anchor predicted 8 sigma below sensitivity costs nothing
 ROBUST_CLIP: Final = 3.0  # standardized residuals are clipped here in the likelihood
 NEAR_ANCHORS: Final = 8  # per particle, the nearest anchors whose silence counts against it
 NEAR_CELL_M: Final = 1.0  # resolution of the nearest-anchor lookup
@@ -342,18 +343,22 @@ class ParticleTracker:
     def _loglik(self, px: FloatArray, py: FloatArray, pf: IntArray, obs: Observation) -> tuple[FloatArray, FloatArray]:
         heard = obs.anchor >= 0
         ai = np.where(heard, obs.anchor, 0)
-        mu = self._mu(px, py, pf, ai, obs.offset)  # (D, P, K)
         # Residuals share the device's offset error c ~ N(0, s2). Profiling it out gives the Gaussian
         # marginal's quadratic form: min_c sum((e - c)^2 / v) + c^2 / s2. The residuals left after the
         # common shift are clipped (Huber-like), so one wild reading cannot dominate, while the shift
         # itself keeps its full prior penalty (a wrong floor reads as a large common shift).
-        inv_v = np.where(heard, 1.0 / obs.var, 0.0)[:, None, :]
-        e = np.where(heard[:, None, :], obs.mean[:, None, :] - mu, 0.0)
+        # Computed in float32: (devices x particles x anchors) is the largest array of a step.
+        f32 = np.float32
+        inv_v = np.where(heard, 1.0 / obs.var, 0.0).astype(f32)[:, None, :]
+        e = self._heard_residuals(px, py, pf, ai, obs)  # (D, P, K), zero where not heard
         s2 = np.maximum(obs.offset_var, 1e-6)[:, None]
-        shift = (e * inv_v).sum(axis=2) / (1.0 / s2 + inv_v.sum(axis=2))
-        sd = np.sqrt(obs.var)[:, None, :]
-        left = np.clip(e - shift[:, :, None], -ROBUST_CLIP * sd, ROBUST_CLIP * sd)
-        q = (left * left * inv_v).sum(axis=2) + shift * shift / s2
+        shift = ((e * inv_v).sum(axis=2) / (1.0 / s2 + inv_v.sum(axis=2))).astype(f32)
+        lim = (ROBUST_CLIP * np.sqrt(obs.var)).astype(f32)[:, None, :]
+        e -= shift[:, :, None]
+        np.clip(e, -lim, lim, out=e)
+        e *= e
+        e *= inv_v
+        q = e.sum(axis=2, dtype=np.float64) + (shift * shift).astype(np.float64) / s2
         ll = -0.5 * q
         k_heard = np.maximum(heard.sum(axis=1), 1)[:, None]
         mean_e2 = q / k_heard
@@ -363,11 +368,49 @@ class ParticleTracker:
         cens = obs.silent[rows, near]
         if cens.any():
             cmu = self._mu_at(px, py, pf, near, obs.offset)
-            # Silent: below sensitivity, or above it but every advert lost.
-            q = np.clip(obs.silent_q, 1e-12, 1.0 - 1e-12)[:, None, None]
-            lc = np.logaddexp(log_ndtr((obs.sens[:, None, None] - cmu) / SHADOWING_DB) + np.log1p(-q), np.log(q))
-            ll += np.where(cens, lc, 0.0).sum(axis=2)
+            z = (obs.sens[:, None, None] - cmu) / SHADOWING_DB
+            live = cens & (z < CENSOR_NEGLIGIBLE_Z)  # far below sensitivity: silence costs nothing
+            if live.any():
+                # Silent: below sensitivity, or above it but every advert lost.
+                q = np.broadcast_to(np.clip(obs.silent_q, 1e-12, 1.0 - 1e-12)[:, None, None], z.shape)[live]
+                lc = np.logaddexp(log_ndtr(z[live]) + np.log1p(-q), np.log(q))
+                add = np.zeros(z.shape)
+                add[live] = lc
+                ll += add.sum(axis=2)
         return ll, mean_e2
+
+    def _heard_residuals(self, px: FloatArray, py: FloatArray, pf: IntArray, ai: IntArray,
+                         obs: Observation) -> npt.NDArray[np.float32]:
+        """measured - expected RSSI of each heard anchor for each particle, float32, 0 for padding."""
+        a = self.anchors
+        f32 = np.float32
+        heard = obs.anchor >= 0
+        # c = measured - (rssi_1m + offset), so e = c + 5 n log10(d^2) + slab losses.
+        c = np.where(heard, obs.mean - a.rssi_1m[ai] - obs.offset[:, None], 0.0).astype(f32)[:, None, :]
+        n5 = np.where(heard, 5.0 * a.path_loss_n[ai], 0.0).astype(f32)[:, None, :]
+        dx = px.astype(f32)[:, :, None] - a.x[ai].astype(f32)[:, None, :]
+        d2 = dx * dx
+        dy = py.astype(f32)[:, :, None] - a.y[ai].astype(f32)[:, None, :]
+        d2 += dy * dy
+        if len(self.site.floors) == 1:
+            dz = (self.az_abs[ai] - (a.floor_elevation[0] + self.h)).astype(f32)[:, None, :]
+            d2 += dz * dz
+            levels = None
+        else:
+            dev_z = (a.floor_elevation[pf] + self.h).astype(f32)[:, :, None]
+            dzf = self.az_abs[ai].astype(f32)[:, None, :] - dev_z
+            d2 += dzf * dzf
+            levels = np.abs(a.floor_level[a.floor[ai]].astype(f32)[:, None, :]
+                            - a.floor_level[pf].astype(f32)[:, :, None])
+        np.maximum(d2, f32(MIN_DISTANCE_M**2), out=d2)
+        np.log10(d2, out=d2)
+        d2 *= n5
+        d2 += c
+        if levels is not None:
+            levels *= f32(FLOOR_LOSS_DB)
+            levels *= (n5 > 0)
+            d2 += levels
+        return d2
 
     def _near_anchors(self, px: FloatArray, py: FloatArray, pf: IntArray) -> IntArray:
         out = np.zeros((*px.shape, self.near_table[0].shape[2]), dtype=np.int64)
@@ -390,15 +433,6 @@ class ParticleTracker:
         d2 = np.maximum(d2, MIN_DISTANCE_M**2)
         mu = a.rssi_1m[ai] + offset[:, None, None] - 5.0 * a.path_loss_n[ai] * np.log10(d2)
         levels = np.abs(a.floor_level[a.floor[ai]] - a.floor_level[pf][:, :, None])
-        return np.asarray(mu - FLOOR_LOSS_DB * levels, dtype=np.float64)
-
-    def _mu(self, px: FloatArray, py: FloatArray, pf: IntArray, ai: IntArray, offset: FloatArray) -> FloatArray:
-        a = self.anchors
-        dz = self.az_abs[ai][:, None, :] - (a.floor_elevation[pf][:, :, None] + self.h)
-        d2 = (px[:, :, None] - a.x[ai][:, None, :]) ** 2 + (py[:, :, None] - a.y[ai][:, None, :]) ** 2 + dz * dz
-        d2 = np.maximum(d2, MIN_DISTANCE_M**2)
-        mu = a.rssi_1m[ai][:, None, :] + offset[:, None, None] - 5.0 * a.path_loss_n[ai][:, None, :] * np.log10(d2)
-        levels = np.abs(a.floor_level[a.floor[ai]][:, None, :] - a.floor_level[pf][:, :, None])
         return np.asarray(mu - FLOOR_LOSS_DB * levels, dtype=np.float64)
 
     def _choose_floor(self, s: IntArray, pf: IntArray, w: FloatArray) -> IntArray:

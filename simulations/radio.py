@@ -508,10 +508,13 @@ class RadioState:
         if ch.time_sd > 0:
             base += self._link_shadow(dev, t1 - t0)
         tail = np.float32(FADING_TAIL * float(np.hypot(cfg.fading_db, cfg.channel_db)))
-        best = base - np.maximum(dpl, np.float32(0.0))
-        best += tail
-        cand = best >= ch.sens[None, :]
-        cand &= up[None, :]
+        base -= ch.sens[None, :]  # from here on: margin over the receiver's sensitivity
+        cand = base >= -tail
+        moving_rows = np.flatnonzero(moving)
+        if moving_rows.size:  # the nearer end of the tick counts for walkers
+            cand[moving_rows] = (base[moving_rows] - np.maximum(dpl[moving_rows], np.float32(0.0))) >= -tail
+        if not up.all():
+            cand &= up[None, :]
         flat = np.flatnonzero(cand.ravel()).astype(np.int32)
         if flat.size == 0:
             return ReadingChunk.empty()
@@ -526,7 +529,6 @@ class RadioState:
         fi = (devs.adv_interval / (t1 - t0)).astype(np.float32)
         dp_c = dpl.ravel()[flat]
         a_p = base.ravel()[flat]
-        a_p -= ch.sens[cj]
         a_p -= dp_c * f0[ci]
         b_p = dp_c
         b_p *= -fi[ci]

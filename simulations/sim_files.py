@@ -4,6 +4,7 @@
 ``readings.csv``         t,device,anchor,rssi,tx_power[,scan]      (arrival order; scan in phone mode)
 ``truth_positions.csv``  t,device,x,y,floor                       (one row per second per device inside)
 ``truth_visits.csv``     device,zone,start,end                    (every stay, containing zones included)
+``truth_routes.csv``     device,step,zone,floor,start,end            (the innermost zones passed, in order)
 ``truth_devices.csv``    device,kind,customer,has_app,opted_in,regular,tx_offset_db,tx_power,adv_interval_s
 ``truth_shoppers.csv``   shopper,customer,devices,arrival,exit,passer_by,regular,inside_at_start
 """
@@ -21,7 +22,7 @@ import numpy.typing as npt
 from simulations.errors import SimulationError
 from simulations.evaluation import Estimates, Truth
 from simulations.scenario import SimulationResult
-from simulations.truth import Stays
+from simulations.truth import Stays, zone_routes
 
 WRITE_CHUNK_ROWS: Final = 200_000  # rows formatted per write call
 
@@ -72,6 +73,11 @@ def write_result(result: SimulationResult, out: Path) -> list[Path]:
     v = result.visits
     written.append(_write_csv(out / "truth_visits.csv", ["device", "zone", "start", "end"], [
         _strs(v.device.tolist()), _strs(v.zone.tolist()), _fmt_num(v.start, 3), _fmt_num(v.end, 3)]))
+
+    routes = zone_routes(venue, p.device, p.t, p.x, p.y, p.floor)
+    written.append(_write_csv(out / "truth_routes.csv", ["device", "step", "zone", "floor", "start", "end"], [
+        _strs(routes.device.tolist()), _strs(routes.step.tolist()), _strs(routes.zone.tolist()),
+        _strs(routes.floor.tolist()), _fmt_num(routes.start, 3), _fmt_num(routes.end, 3)]))
 
     d = result.devices
     written.append(_write_csv(out / "truth_devices.csv", [

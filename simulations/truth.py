@@ -132,3 +132,40 @@ def innermost_zone(venue: Venue, x: npt.NDArray[np.float64], y: npt.NDArray[np.f
         out[better] = z.id
         best[better] = area
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSteps:
+    """Each device's path through the zones: runs of the same innermost zone ('' = in none)."""
+
+    device: npt.NDArray[np.object_]
+    step: npt.NDArray[np.int64]
+    zone: npt.NDArray[np.object_]
+    floor: npt.NDArray[np.object_]
+    start: npt.NDArray[np.float64]
+    end: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return int(self.start.shape[0])
+
+
+def zone_routes(venue: Venue, device: npt.NDArray[np.object_], t: npt.NDArray[np.float64],
+                x: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
+                floor: npt.NDArray[np.object_]) -> RouteSteps:
+    """The sequence of innermost zones each device went through (for flows between zones)."""
+    order = np.lexsort((t, device.astype(str)))
+    device, t, x, y, floor = device[order], t[order], x[order], y[order], floor[order]
+    zone = innermost_zone(venue, x, y, floor)
+    if t.size == 0:
+        z = np.zeros(0, dtype=object)
+        return RouteSteps(z, np.zeros(0, dtype=np.int64), z, z, np.zeros(0), np.zeros(0))
+    new = np.ones(t.size, dtype=bool)
+    new[1:] = (device[1:] != device[:-1]) | (zone[1:] != zone[:-1]) | (floor[1:] != floor[:-1])
+    starts = np.flatnonzero(new)
+    ends = np.concatenate([starts[1:] - 1, [t.size - 1]])
+    dev = device[starts]
+    first_of_device = np.ones(starts.size, dtype=bool)
+    first_of_device[1:] = dev[1:] != dev[:-1]
+    group_start = np.maximum.accumulate(np.where(first_of_device, np.arange(starts.size), 0))
+    step = np.arange(starts.size) - group_start
+    return RouteSteps(dev, step.astype(np.int64), zone[starts], floor[starts], t[starts], t[ends])

@@ -515,15 +515,19 @@ class RadioState:
             cand[moving_rows] = (base[moving_rows] - np.maximum(dpl[moving_rows], np.float32(0.0))) >= -tail
         if not up.all():
             cand &= up[None, :]
-        flat = np.flatnonzero(cand.ravel()).astype(np.int32)
+        # Advertising events of each device in [t0, t1): the k-th is at fraction f0 + k fi of the tick,
+        # so a link's margin for its k-th packet is a_p + k b_p. Devices with more packets first: the
+        # links still sending in pass k are then a prefix of the link arrays (slices, not gathers).
+        first = np.ceil((t0 - devs.adv_phase) / devs.adv_interval)
+        count = (np.ceil((t1 - devs.adv_phase) / devs.adv_interval) - first).astype(np.int32)
+        perm = np.argsort(-count, kind="stable").astype(np.int32)
+        flat = np.flatnonzero(cand[perm].ravel()).astype(np.int32)
         if flat.size == 0:
             return ReadingChunk.empty()
         ci = flat // np.int32(g)
         cj = flat - ci * np.int32(g)
-        # Advertising events of each device in [t0, t1): the k-th is at fraction f0 + k fi of the tick,
-        # so a link's budget for its k-th packet is a_p + k b_p, minus the receiver's sensitivity.
-        first = np.ceil((t0 - devs.adv_phase) / devs.adv_interval)
-        count = (np.ceil((t1 - devs.adv_phase) / devs.adv_interval) - first).astype(np.int32)
+        ci = perm[ci]
+        flat = ci * np.int32(g) + cj  # into the device-ordered matrices
         tau0 = devs.adv_phase + first * devs.adv_interval
         f0 = ((tau0 - t0) / (t1 - t0)).astype(np.float32)
         fi = (devs.adv_interval / (t1 - t0)).astype(np.float32)
@@ -532,32 +536,36 @@ class RadioState:
         a_p -= dp_c * f0[ci]
         b_p = dp_c
         b_p *= -fi[ci]
-        count_p = count[ci]
+        count_p = count[ci]  # non-increasing
         duty_p = self._duty_ok[cj]
         chan_p = cj * np.int32(N_CHANNELS)
         fading = np.float32(cfg.fading_db)
+        neg_count = -count_p
         parts_link: list[npt.NDArray[np.int32]] = []
         parts_k: list[int] = []
         parts_rssi: list[npt.NDArray[np.float32]] = []
-        for k in range(int(count_p.max()) if count_p.size else 0):
-            sub = np.flatnonzero(count_p > k).astype(np.int32) if k else np.flatnonzero(count_p).astype(np.int32)
-            if sub.size == 0:
+        for k in range(int(count_p[0]) if count_p.size else 0):
+            n_k = int(np.searchsorted(neg_count, -k, side="left"))  # links with more than k packets
+            if n_k == 0:
                 break
-            margin = a_p[sub]
+            margin = a_p[:n_k].copy()
             if k:
-                margin += np.float32(k) * b_p[sub]
+                margin += np.float32(k) * b_p[:n_k]
             if cfg.fading_db > 0:
-                margin += self.noise.normal(sub.size) * fading
-            u = self.noise.uniform(sub.size)
+                noise = self.noise.normal(n_k)
+                noise *= fading
+                margin += noise
+            u = self.noise.uniform(n_k)
             if cfg.channel_db > 0:
                 # The packet's advertising channel, from the duty test's uniform but independent of it.
-                chan = (u * np.float32(N_CHANNELS * 997)).astype(np.int32) % np.int32(N_CHANNELS)
-                chan += chan_p[sub]
+                chan = (u * np.float32(N_CHANNELS * 997)).astype(np.int32)
+                chan %= np.int32(N_CHANNELS)
+                chan += chan_p[:n_k]
                 margin += ch.channel.ravel()[chan]
             heard = margin >= 0.0
-            heard &= u < duty_p[sub]
-            idx = np.flatnonzero(heard)
-            parts_link.append(sub[idx])
+            heard &= u < duty_p[:n_k]
+            idx = np.flatnonzero(heard).astype(np.int32)
+            parts_link.append(idx)
             parts_k.append(k)
             parts_rssi.append(margin[idx])
         if not parts_link:

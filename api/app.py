@@ -5,7 +5,8 @@ Routes (all JSON unless said): ``GET /healthz`` (200 once the MQTT ingest is sub
 ``GET /v1/gateways``, ``GET /v1/events/recent``, ``GET /v1/stream`` (Server-Sent Events: one
 frame per commit, at most ``1/SSE_PERIOD_S`` per second), ``GET /v1/metrics`` (JSON) and
 ``GET /metrics`` (Prometheus text), ``POST /v1/scans`` (phone mode), ``GET /v1/sessions``,
-``GET /v1/flows``, ``GET /v1/shoppers/{device}/export``, ``DELETE /v1/shoppers/{device}``.
+``GET /v1/flows``, ``GET /v1/shoppers/{device}/export``, ``DELETE /v1/shoppers/{device}``; plus the
+campaign routes (``api.routes_campaigns``) and shopper navigation (``api.routes_navigation``).
 """
 
 from __future__ import annotations
@@ -189,6 +190,26 @@ def _mount_optional_routers(app: FastAPI, engine: Engine) -> None:
         build = getattr(routes_campaigns, "build_router", None)
         if build is not None and engine.campaigns is not None:
             app.include_router(build(engine.campaigns, engine.campaign_store, time.time))
+    _mount_navigation(app, engine)
+
+
+def _mount_navigation(app: FastAPI, engine: Engine) -> None:
+    """Shopper navigation: the venue's walkable graph is built here, once per venue (cached)."""
+    from api.routes_navigation import build_router
+    from api.wayfinding import wayfinder_for
+
+    campaigns = engine.campaigns
+    store = engine.campaign_store
+
+    def latest(device: str) -> Any:
+        return engine.live.view.by_device.get(device)
+
+    def campaign_zones(campaign_id: str) -> tuple[str, ...]:
+        c = campaigns.campaign(campaign_id) if campaigns is not None else None
+        return tuple(c.zones) if c is not None else ()
+
+    offers = (lambda shopper, now: store.offers(shopper, now)) if store is not None else None
+    app.include_router(build_router(wayfinder_for(engine.venue), latest, offers, campaign_zones, time.time))
 
 
 def prometheus_text(m: dict[str, Any]) -> str:

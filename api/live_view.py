@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -30,6 +31,7 @@ class View:
     gateways: tuple[dict[str, Any], ...] = ()
     events: tuple[dict[str, Any], ...] = ()
     frame: bytes = b"{}"
+    by_device: Mapping[str, Fix] = field(default_factory=dict)  # the same positions, by device
 
 
 class LiveView:
@@ -73,7 +75,7 @@ class LiveView:
                          "duplicates": p.counters.duplicates},
         }
         view = View(self.view.version + 1, c.wall, c.watermark, positions, occupancy, gateways, events,
-                    json.dumps(frame, separators=(",", ":"), default=str).encode())
+                    json.dumps(frame, separators=(",", ":"), default=str).encode(), {f.device: f for f in positions})
         with self.changed:
             self.view = view
             self.changed.notify_all()

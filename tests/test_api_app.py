@@ -123,6 +123,15 @@ def test_offer_reaches_the_shopper_api_within_a_second_of_entry(client: TestClie
     offer = next(e for e in events.messages if e["type"] == "offer")
     assert offer["device"] == device and offer["zone"] == "checkout" and offer["voucher"]
 
+    # Navigation reads the same live state: where the shopper is, and the open offer right here.
+    here = client.get(f"/v1/shoppers/{device}/whereami").json()
+    assert here["floor"]["id"] == "L1" and here["zone"]["id"] == "checkout" and "checkout" in here["zones_here"]
+    near = client.get(f"/v1/shoppers/{device}/nearby", params={"radius_m": 10}).json()
+    assert "checkout" in [p["id"] for p in near["places"]]
+    assert near["offers"][0]["campaign"] == "checkout-treat" and near["offers"][0]["nearby"]
+    way = client.get("/v1/navigation/route", params={"from_device": device, "to_zone": "entrance"}).json()
+    assert way["floors"] == ["L1"] and way["length_m"] >= way["straight_line_m"] - 1e-6
+
     export = client.get(f"/v1/shoppers/{device}/export").json()
     assert export["zone_sessions"] and export["positions"] and export["campaigns"]
     assert BEACON not in json.dumps(export)

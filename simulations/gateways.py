@@ -440,6 +440,8 @@ def run_live(venue: Venue, args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise SimulationError(str(exc)) from None
     scans_to = getattr(args, "scans_to", None)
+    # Each synthetic gateway's clean disconnect at the end is expected: keep the publisher's warnings quiet.
+    logging.getLogger("beacon_gateway.publisher").setLevel(logging.ERROR)
     world = World(venue, args.shoppers, duration_s=args.duration, seed=args.seed, start_t=time.time(),
                   phone_scans=bool(scans_to))
     factory = paho_factory(args.mqtt)

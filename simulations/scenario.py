@@ -16,7 +16,6 @@ shoppers' app phones range the venue's beacons (anchor = beacon id, ``scan`` col
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -278,9 +277,13 @@ class World:
     def now(self) -> float:
         return self.t
 
-    def advance(self) -> Tick:
-        """Advance one tick: arrivals, movement, radio, truth."""
+    def advance(self, until: float | None = None) -> Tick:
+        """Advance one tick (or less, to ``until``): arrivals, movement, radio, truth."""
         t0, t1 = self.t, self.t + self.tick_s
+        if until is not None:
+            if until <= t0:
+                raise SimulationError(f"cannot advance to {until:.3f}: the world is at {t0:.3f}")
+            t1 = min(t1, until)
         crowd = self.crowd
         n_before = len(crowd.shoppers)
         was_in = crowd.state[:n_before] != GONE  # everyone added is inside until they leave
@@ -420,12 +423,10 @@ def simulate(venue: Venue, shoppers: int, duration_s: float, seed: int = 0, radi
     pos: list[PositionChunk] = []
     first = PositionChunk(*_initial_positions(world))
     pos.append(first)
-    n_ticks = math.ceil(duration_s / tick_s - 1e-9)
-    for _ in range(n_ticks):
-        tick = world.advance()
+    while world.t < end - 1e-9:
+        tick = world.advance(until=end)
         chunks.append(tick.readings)
-        if tick.t1 <= end + 1e-9:
-            pos.append(tick.positions)
+        pos.append(tick.positions)
     return _collect(world, ReadingChunk.concat(chunks), pos, duration_s)
 
 

@@ -190,3 +190,44 @@ def test_simulate_mqtt_rejects_a_bad_url(tmp_path: Path) -> None:
     proc = subprocess.run([instore_exe(), "simulate", "--venue", str(CORNER_STORE), "--shoppers", "2",
                            "--duration", "2", "--mqtt", "http://nope"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "mqtt" in proc.stderr.lower()
+
+
+def test_outages_show_offline_and_retries_repeat_their_seq(store: Venue) -> None:
+    """With the in-memory publisher: a gateway down for an outage publishes nothing and shows
+    ``offline`` (retained), then ``online`` again; re-sent batches carry the seq they had."""
+    from simulations.gateways import WireGateways
+    from simulations.radio import RadioConfig
+    from tests.fakes.gateway import FakePublisher
+
+    pubs: dict[str, FakePublisher] = {}
+
+    def factory(client_id: str, will: tuple[str, bytes] | None) -> FakePublisher:
+        assert will is not None and will[1] == b"offline" and will[0].endswith("/status")
+        pubs[client_id] = FakePublisher()
+        return pubs[client_id]
+
+    radio = RadioConfig(outages_per_hour=120.0, outage_s=(5.0, 15.0), duplicate_rate=0.0)
+    world = World(store, 10, seed=12, start_t=1_763_870_000.0, follow_clock=False, radio=radio)
+    wire = WireGateways(store, factory, duplicate_rate=0.05, seed=12)
+    now = [0.0]
+    LiveRun(world, [wire], speed=100.0, clock=lambda: now[0],
+            sleep=lambda s: now.__setitem__(0, now[0] + s)).run(duration_s=180)
+    offline_seen = 0
+    for client_id, pub in pubs.items():
+        gw = client_id.removeprefix("instore-sim-corner-store-")
+        statuses = [p.payload for p in pub.on("/status")]
+        assert all(p.retain for p in pub.on("/status"))
+        assert statuses[0] != b"offline" and statuses[-1] != b"offline"  # online at the start and the end
+        offline_seen += statuses.count(b"offline")
+        batches = [decode_batch(p.payload) for p in pub.on("/readings")]
+        assert batches and all(b.gw == gw for b in batches)
+        seqs = [b.seq for b in batches]
+        assert sorted(set(seqs)) == list(range(1, max(seqs) + 1))
+        # A repeated seq is a retry of the very same batch.
+        by_seq: dict[int, list[bytes]] = defaultdict(list)
+        for p in pub.on("/readings"):
+            by_seq[decode_batch(p.payload).seq].append(p.payload)
+        assert all(len(set(v)) == 1 for v in by_seq.values())
+        assert pub.closed
+    assert offline_seen >= 3  # six gateways, 3 minutes, an outage every ~30 s each
+    assert wire.duplicates > 0

@@ -224,3 +224,10 @@ def test_regulars_come_back_another_day_with_the_same_beacons(store: Venue) -> N
     # Within one run, a fixed-size crowd has distinct shoppers.
     customers = [s.customer for s in day1.shoppers]
     assert len(customers) == len(set(customers)) == 100
+
+
+def test_package_exports_resolve() -> None:
+    import simulations
+
+    for name in simulations.__all__:
+        assert getattr(simulations, name) is not None, name

@@ -161,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scans-to", metavar="URL", help="with --mqtt: also post the apps' beacon scans to URL/v1/scans")
     p.add_argument("--shared-connection", action="store_true",
                    help="with --mqtt: one MQTT connection for all gateways (no per-gateway last will)")
+    p.add_argument("--start", help="with --out: start time, epoch seconds or ISO 8601 (naive = the venue's local "
+                                   "time); default Saturday 22 Nov 2025 14:00 local")
     p.add_argument("--mode", choices=("gateway", "phone"), default="gateway",
                    help="with --out: gateway readings (default) or phone-mode scans of the venue beacons")
     p.set_defaults(func=_lazy("simulations.commands:cmd_simulate"))

@@ -31,6 +31,28 @@ def read_venue(path: str | Path) -> Venue:
     return parse_venue(text, str(p))
 
 
+def parse_start(text: str, venue: Venue) -> float:
+    """Epoch seconds, or ISO 8601 (a naive time is the venue's local time)."""
+    import datetime as dt
+    import zoneinfo
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise SimulationError(f"--start {text!r}: not epoch seconds or an ISO 8601 time") from None
+    if when.tzinfo is None:
+        try:
+            when = when.replace(tzinfo=zoneinfo.ZoneInfo(venue.info.timezone))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise SimulationError(f"venue time zone {venue.info.timezone!r} is unknown; give --start with an "
+                                  f"offset") from None
+    return when.timestamp()
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     try:
         venue = read_venue(args.venue)
@@ -50,19 +72,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _simulate_to_files(venue: Venue, args: argparse.Namespace) -> int:
-    from simulations.scenario import simulate
-    from simulations.sim_files import write_result
+    from simulations.sim_files import simulate_to_dir
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise SimulationError(f"--out {out}: exists and is not a directory")
     started = time.perf_counter()
-    result = simulate(venue, shoppers=args.shoppers, duration_s=args.duration, seed=args.seed,
-                      mode=getattr(args, "mode", None) or "gateway")
-    write_result(result, out)
+    from simulations.scenario import DEFAULT_START_T
+
+    start = parse_start(args.start, venue) if getattr(args, "start", None) else DEFAULT_START_T
+    result = simulate_to_dir(venue, out, shoppers=args.shoppers, duration_s=args.duration, seed=args.seed,
+                             mode=getattr(args, "mode", None) or "gateway", start_t=start)
     elapsed = time.perf_counter() - started
+    with open(out / "readings.csv", "rb") as f:
+        n_readings = sum(1 for _ in f) - 1
     print(f"simulated {venue.id}: {len(result.shoppers)} shoppers, {len(result.devices)} devices heard, "
-          f"{len(result.readings)} readings, {len(result.visits)} stays over {args.duration:g} s "
+          f"{n_readings} readings, {len(result.visits)} stays over {args.duration:g} s "
           f"in {elapsed:.1f} s; wrote {out}/")
     return 0
 

@@ -16,6 +16,7 @@ shoppers' app phones range the venue's beacons (anchor = beacon id, ``scan`` col
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -414,20 +415,75 @@ class SimulationResult:
 
 def simulate(venue: Venue, shoppers: int, duration_s: float, seed: int = 0, radio: RadioConfig | None = None,
              start_t: float = DEFAULT_START_T, mode: Mode = "gateway", tick_s: float = DEFAULT_TICK_S,
-             follow_clock: bool = True) -> SimulationResult:
-    """Simulate ``shoppers`` beacon-carrying shoppers over ``[start_t, start_t + duration_s)``."""
+             follow_clock: bool = True,
+             on_readings: Callable[[SimReadings], None] | None = None) -> SimulationResult:
+    """Simulate ``shoppers`` beacon-carrying shoppers over ``[start_t, start_t + duration_s)``.
+
+    Readings come in arrival order. With ``on_readings`` they are handed over as they arrive (a
+    few seconds behind the simulation, so memory stays bounded) and ``result.readings`` is empty.
+    """
     world = World(venue, shoppers, duration_s=duration_s, seed=seed, radio=radio, start_t=start_t, mode=mode,
                   tick_s=tick_s, follow_clock=follow_clock)
     end = start_t + duration_s
-    chunks: list[ReadingChunk] = []
-    pos: list[PositionChunk] = []
-    first = PositionChunk(*_initial_positions(world))
-    pos.append(first)
+    kept: list[SimReadings] = []
+    heard = np.zeros(0, dtype=bool)
+    arrivals = _ArrivalOrder(world)
+
+    def deliver(chunk: ReadingChunk) -> None:
+        nonlocal heard
+        if not len(chunk):
+            return
+        if heard.size < len(world.device_ids):
+            grown = np.zeros(len(world.device_ids), dtype=bool)
+            grown[: heard.size] = heard
+            heard = grown
+        heard[chunk.device] = True
+        out = _named(world, chunk)
+        if on_readings is None:
+            kept.append(out)
+        else:
+            on_readings(out)
+
+    pos: list[PositionChunk] = [PositionChunk(*_initial_positions(world))]
     while world.t < end - 1e-9:
         tick = world.advance(until=end)
-        chunks.append(tick.readings)
+        deliver(arrivals.due(tick.readings, tick.t1))
         pos.append(tick.positions)
-    return _collect(world, ReadingChunk.concat(chunks), pos, duration_s)
+    deliver(arrivals.due(ReadingChunk.empty(), np.inf))
+    return _collect(world, _concat_readings(kept), np.flatnonzero(heard), pos, duration_s)
+
+
+class _ArrivalOrder:
+    """Holds readings until the engine would have them (arrival time), adds re-sent duplicates."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.rng = np.random.default_rng([world.seed, 0xD0B])
+        self.pending = ReadingChunk.empty()
+
+    def due(self, new: ReadingChunk, now: float) -> ReadingChunk:
+        if self.world.mode == "gateway":
+            new = add_duplicates(new, self.world.radio_config.duplicate_rate, self.rng)
+        allr = ReadingChunk.concat([self.pending, new])
+        ready = allr.arrival <= now
+        self.pending = allr.take(~ready)
+        out = allr.take(ready)
+        return out.take(np.argsort(out.arrival, kind="stable"))
+
+
+def _named(world: World, chunk: ReadingChunk) -> SimReadings:
+    dev_names = np.array(world.device_ids, dtype=object)
+    anchor_names = np.array(world.anchor_ids, dtype=object)
+    return SimReadings(chunk.t, dev_names[chunk.device], anchor_names[chunk.anchor], chunk.rssi.astype(np.float64),
+                       chunk.tx_power.astype(np.float64), chunk.scan, chunk.arrival)
+
+
+def _concat_readings(parts: list[SimReadings]) -> SimReadings:
+    if not parts:
+        z = np.zeros(0)
+        zo = np.zeros(0, dtype=object)
+        return SimReadings(z, zo, zo, z, z, np.zeros(0, dtype=np.int64), z)
+    return SimReadings(*(np.concatenate([getattr(p, k) for p in parts]) for k in SimReadings.__slots__))
 
 
 def _initial_positions(world: World) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64],
@@ -444,18 +500,9 @@ def _initial_positions(world: World) -> tuple[npt.NDArray[np.float64], npt.NDArr
     return np.full(devs.size, world.t), devs, crowd.x[ag].copy(), crowd.y[ag].copy(), crowd.floor[ag].copy()
 
 
-def _collect(world: World, chunk: ReadingChunk, pos: list[PositionChunk], duration_s: float) -> SimulationResult:
-    if world.mode == "gateway":
-        chunk = add_duplicates(chunk, world.radio_config.duplicate_rate, np.random.default_rng([world.seed, 0xD0B]))
-    order = np.argsort(chunk.arrival, kind="stable")
-    chunk = chunk.take(order)
+def _collect(world: World, readings: SimReadings, heard: npt.NDArray[np.int64], pos: list[PositionChunk],
+             duration_s: float) -> SimulationResult:
     dev_names = np.array(world.device_ids, dtype=object)
-    anchor_names = np.array(world.anchor_ids, dtype=object)
-    readings = SimReadings(chunk.t, dev_names[chunk.device] if len(chunk) else np.zeros(0, dtype=object),
-                           anchor_names[chunk.anchor] if len(chunk) else np.zeros(0, dtype=object),
-                           chunk.rssi.astype(np.float64), chunk.tx_power.astype(np.float64), chunk.scan,
-                           chunk.arrival)
-    heard = np.unique(chunk.device)
     t = np.concatenate([p.t for p in pos])
     dev = np.concatenate([p.device for p in pos])
     keep = np.isin(dev, heard)

@@ -19,9 +19,10 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from positioning.venue import Venue
 from simulations.errors import SimulationError
 from simulations.evaluation import Estimates, Truth
-from simulations.scenario import SimulationResult
+from simulations.scenario import DEFAULT_START_T, Mode, SimReadings, SimulationResult, simulate
 from simulations.truth import Stays, zone_routes
 
 WRITE_CHUNK_ROWS: Final = 200_000  # rows formatted per write call
@@ -47,7 +48,37 @@ def _strs(values: Iterable[object]) -> list[str]:
     return [str(v) for v in values]
 
 
-def write_result(result: SimulationResult, out: Path) -> list[Path]:
+def readings_header(mode: str) -> list[str]:
+    return ["t", "device", "anchor", "rssi", "tx_power", *(["scan"] if mode == "phone" else [])]
+
+
+def readings_rows(r: SimReadings, mode: str) -> str:
+    """CSV rows (no header) of these readings."""
+    cols = [_fmt_num(r.t, 3), _strs(r.device.tolist()), _strs(r.anchor.tolist()), _fmt_num(r.rssi, 0),
+            _fmt_num(r.tx_power, 0)]
+    if mode == "phone":
+        cols.append(_strs(r.scan.tolist()))
+    return "".join(",".join(row) + "\n" for row in zip(*cols, strict=True))
+
+
+def simulate_to_dir(venue: Venue, out: Path, shoppers: int, duration_s: float, seed: int = 0,
+                    mode: Mode = "gateway", start_t: float = DEFAULT_START_T) -> SimulationResult:
+    """``instore simulate --out``: readings.csv is written as the readings arrive (bounded memory),
+    then the truth files. The returned result has no readings (they are in the file)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "readings.csv", "w", encoding="utf-8", newline="") as f:
+        f.write(",".join(readings_header(mode)) + "\n")
+
+        def write(r: SimReadings) -> None:
+            f.write(readings_rows(r, mode))
+
+        result = simulate(venue, shoppers=shoppers, duration_s=duration_s, seed=seed, mode=mode, start_t=start_t,
+                          on_readings=write)
+    write_result(result, out, readings=False)
+    return result
+
+
+def write_result(result: SimulationResult, out: Path, readings: bool = True) -> list[Path]:
     """Write every file of the run into ``out`` (created if missing); returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
     venue = result.venue
@@ -57,14 +88,14 @@ def write_result(result: SimulationResult, out: Path) -> list[Path]:
         [a.id for a in items], [f"{a.x:g}" for a in items], [f"{a.y:g}" for a in items], [f"{a.z:g}" for a in items],
         [a.floor for a in items], [f"{a.rssi_1m:g}" for a in items], [f"{a.path_loss_n:g}" for a in items]]))
 
-    r = result.readings
-    header = ["t", "device", "anchor", "rssi", "tx_power"]
-    cols = [_fmt_num(r.t, 3), _strs(r.device.tolist()), _strs(r.anchor.tolist()), _fmt_num(r.rssi, 0),
-            _fmt_num(r.tx_power, 0)]
-    if result.mode == "phone":
-        header.append("scan")
-        cols.append(_strs(r.scan.tolist()))
-    written.append(_write_csv(out / "readings.csv", header, cols))
+    if readings:
+        with open(out / "readings.csv", "w", encoding="utf-8", newline="") as f:
+            f.write(",".join(readings_header(result.mode)) + "\n")
+            r = result.readings
+            for lo in range(0, len(r), WRITE_CHUNK_ROWS):
+                part = SimReadings(*(getattr(r, k)[lo:lo + WRITE_CHUNK_ROWS] for k in SimReadings.__slots__))
+                f.write(readings_rows(part, result.mode))
+    written.append(out / "readings.csv")
 
     p = result.positions
     written.append(_write_csv(out / "truth_positions.csv", ["t", "device", "x", "y", "floor"], [

@@ -231,3 +231,20 @@ def test_package_exports_resolve() -> None:
 
     for name in simulations.__all__:
         assert getattr(simulations, name) is not None, name
+
+
+def test_cli_streams_the_same_files_as_the_api(store: Venue, tmp_path: Path) -> None:
+    from simulations.sim_files import write_result
+
+    cli = tmp_path / "cli"
+    proc = subprocess.run([instore_exe(), "simulate", "--venue", str(CORNER_STORE), "--shoppers", "6",
+                           "--duration", "45", "--out", str(cli), "--seed", "9", "--start", "2025-11-24T11:00"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    api = tmp_path / "api"
+    write_result(simulate(store, 6, 45, seed=9, start_t=1_763_978_400.0), api)  # 11:00 in Paris
+    for name in ("anchors.csv", "readings.csv", "truth_positions.csv", "truth_visits.csv", "truth_routes.csv",
+                 "truth_devices.csv", "truth_shoppers.csv"):
+        assert (cli / name).read_bytes() == (api / name).read_bytes(), name
+    rows = (cli / "truth_positions.csv").read_text(encoding="utf-8").splitlines()
+    assert rows[1].startswith("1763978400.000,")

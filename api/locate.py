@@ -25,6 +25,7 @@ from positioning.const import RSSI_MAX_DBM, RSSI_MIN_DBM
 
 READINGS_REQUIRED: Final = ("t", "device", "anchor", "rssi")
 ANCHORS_REQUIRED: Final = ("anchor", "x", "y")
+MIN_SURVEY_POINTS_FOR_FINGERPRINTS: Final = 3
 FloatArray = npt.NDArray[np.float64]
 ObjArray = npt.NDArray[np.object_]
 
@@ -223,6 +224,7 @@ def run_locate(args: argparse.Namespace) -> int:
 
     calibration_note = ""
     survey_pts = None
+    site = None
     if args.survey:
         from positioning.calibration import calibrate, survey_points
 
@@ -232,14 +234,28 @@ def run_locate(args: argparse.Namespace) -> int:
         survey_pts = survey_points(anchors, survey)
 
     cfg = LocatorConfig(device_height=height)
-    locator = LiveLocator(anchors, venue, cfg, tx_use=tx_use)
+    if venue is None and survey_pts is not None:
+        from positioning.maps import open_site_map
+
+        site = open_site_map(anchors, survey_pts.x, survey_pts.y)  # devices go where the survey went
+    fingerprints = None
+    if survey_pts is not None and len(survey_pts.x) >= MIN_SURVEY_POINTS_FOR_FINGERPRINTS:
+        from positioning.maps import site_map_from_venue
+        from positioning.static import build_fingerprints
+
+        fp_site = site or (site_map_from_venue(venue, anchors) if venue is not None else None)
+        if fp_site is not None:
+            fingerprints = build_fingerprints(anchors, fp_site, survey_pts, height)
+            fpr = fingerprints
+            calibration_note += (f"; fingerprints: weight {fpr.weight:.1f} (held-back survey median error: model "
+                                 f"{fpr.loo_model_median_m:.2f} m, kNN {fpr.loo_knn_median_m:.2f} m, "
+                                 f"fused {fpr.loo_fused_median_m:.2f} m)")
+    locator = LiveLocator(anchors, venue, cfg, site=site, tx_use=tx_use, fingerprints=fingerprints)
     out_rows: list[tuple[float, str, float, float, str, float, str, str]] = []
 
     static = np.zeros(data.t.shape[0], dtype=bool) if data.scan is None else (data.scan != "")
     if static.any():
-        rows_s, fp_note = _static_rows(locator, data, static, height, survey_pts)
-        out_rows.extend(rows_s)
-        calibration_note = "; ".join(n for n in (calibration_note, fp_note) if n)
+        out_rows.extend(_static_rows(locator, data, static, height))
     tracked = ~static
     n_fixes_tracked = 0
     if tracked.any():
@@ -279,10 +295,9 @@ def _tracked_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_])
     return rows
 
 
-def _static_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_], height: float,
-                 survey_pts: Any) -> tuple[list[Any], str]:
+def _static_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_], height: float) -> list[Any]:
     from positioning.live import TX_IS_P0
-    from positioning.static import apply_fingerprints, build_fingerprints, locate_static
+    from positioning.static import apply_fingerprints, locate_static
 
     idx = np.flatnonzero(mask)
     dev = data.device[idx]
@@ -300,19 +315,16 @@ def _static_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_], 
     fix_dev[fix] = dev_code
     res = locate_static(locator.anchors, locator.site, fix.astype(np.int64), dev_code.astype(np.int64), fix_t,
                         anchor, data.rssi[idx], p0, fix_keys.shape[0], device_height=height)
-    note = ""
-    if survey_pts is not None and len(survey_pts.x) >= 3:
-        fp = build_fingerprints(locator.anchors, locator.site, survey_pts, height)
-        res = apply_fingerprints(fp, res, fix.astype(np.int64), anchor, data.rssi[idx], len(locator.anchors))
-        note = (f"fingerprints: weight {fp.weight:.1f} (held-back survey median error: model "
-                f"{fp.loo_model_median_m:.2f} m, kNN {fp.loo_knn_median_m:.2f} m, fused {fp.loo_fused_median_m:.2f} m)")
+    if locator.fingerprints is not None:
+        res = apply_fingerprints(locator.fingerprints, res, fix.astype(np.int64), anchor, data.rssi[idx],
+                                 len(locator.anchors), (locator.anchors.x, locator.anchors.y))
     rows = []
     for k, key in enumerate(fix_keys):
         d, _, s = str(key).partition("\x1f")
         z = locator.site.zone_ids[res.zone[k]] if res.zone[k] >= 0 else ""
         rows.append((float(fix_t[k]), d, float(res.x[k]), float(res.y[k]),
                      locator.anchors.floor_ids[res.floor[k]], float(res.accuracy_m[k]), z, s))
-    return rows, note
+    return rows
 
 
 def load_survey(path: Path, known: set[str], anchors: Any, has_venue: bool) -> Any:

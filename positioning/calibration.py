@@ -64,6 +64,7 @@ class SurveyPoints:
     y: FloatArray
     floor: IntArray
     device: IntArray
+    t: FloatArray  # latest reading time of each point
     point: IntArray  # (G,) point of each aggregate
     anchor: IntArray  # (G,)
     mean: FloatArray
@@ -98,10 +99,12 @@ def survey_points(anchors: AnchorTable, survey: Survey) -> SurveyPoints:
     dev_names, dev = np.unique(survey.device.astype(str), return_inverse=True)
     pdev = np.zeros(n_pts, dtype=np.int64)
     pdev[point] = dev
+    pt = np.full(n_pts, -np.inf)
+    np.maximum.at(pt, point, survey.t)
     agg = aggregate(point, anchor, survey.rssi)
     sens = float(np.quantile(survey.rssi, SURVEY_SENSITIVITY_QUANTILE)) - 1.0 if survey.rssi.size > 100 \
         else SENSITIVITY_DBM
-    return SurveyPoints(px, py, floor, pdev, agg.group, agg.anchor, agg.mean, agg.spread, agg.count,
+    return SurveyPoints(px, py, floor, pdev, pt, agg.group, agg.anchor, agg.mean, agg.spread, agg.count,
                         int(dev_names.shape[0]), sens)
 
 

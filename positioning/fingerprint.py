@@ -23,7 +23,9 @@ MISSING_DBM: Final = -100.0  # an anchor heard on one side only is compared agai
 MISSING_PENALTY_DB: Final = 6.0  # ... but its difference is capped here (not heard is weak evidence)
 MIN_COMMON: Final = 2  # a survey point sharing fewer heard anchors with the query is not a neighbour
 FUSION_WEIGHTS: Final = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))  # candidate fingerprint weights
-QUERY_CHUNK: Final = 512  # queries per vectorized block (memory: chunk x points x anchors)
+QUERY_CHUNK: Final = 256  # queries per vectorized block (memory: chunk x candidates x anchors)
+CANDIDATE_POINTS: Final = 96  # survey points compared per query: the nearest to its strongest anchor
+QUERY_ANCHORS: Final = 16  # anchors compared: those the query heard best
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,8 @@ class RadioMap:
     y: FloatArray
     floor: IntArray
     rssi: FloatArray  # (points, anchors)
+    device: IntArray | None = None  # survey device of each point (for blocked leave-one-out)
+    t: FloatArray | None = None  # time of each point
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -49,44 +53,73 @@ class KnnFix:
 
 
 def knn_locate(radio_map: RadioMap, query: FloatArray, floor_hint: IntArray | None = None,
-               exclude: IntArray | None = None, k: int = KNN_K) -> KnnFix:
+               exclude: IntArray | None = None, k: int = KNN_K,
+               anchor_xy: tuple[FloatArray, FloatArray] | None = None, block_s: float = 0.0) -> KnnFix:
     """Weighted kNN for queries (Q, anchors) of mean RSSI (NaN = not heard).
 
-    ``exclude`` (Q,) names one survey point per query to leave out (leave-one-out); -1 for none.
-    With ``floor_hint``, only survey points on that floor are candidates.
+    ``exclude`` (Q,) names one survey point per query to leave out (leave-one-out); -1 for none. With
+    ``block_s`` > 0, the survey points of the same survey device within ``block_s`` seconds of it are
+    left out too (a walking survey's neighbouring points are near copies of the held-back one).
+    With ``floor_hint``, only survey points on that floor are candidates. With ``anchor_xy``
+    (anchor positions), only the CANDIDATE_POINTS survey points nearest the query's strongest
+    anchor are compared, over the QUERY_ANCHORS anchors the query heard best: cost per query stays
+    constant however large the survey is.
     """
-    q_n = query.shape[0]
+    q_n, n_a = query.shape
+    n_p = len(radio_map)
     out_x, out_y = np.full(q_n, np.nan), np.full(q_n, np.nan)
     out_f = np.zeros(q_n, dtype=np.int64)
     out_s = np.full(q_n, np.nan)
     ok = np.zeros(q_n, dtype=bool)
-    m_heard = ~np.isnan(radio_map.rssi)
-    m_val = np.where(m_heard, radio_map.rssi, MISSING_DBM)
+    if n_p == 0 or q_n == 0:
+        return KnnFix(out_x, out_y, out_f, out_s, ok)
+    qv = np.where(np.isnan(query), -np.inf, query)
+    n_q_anchors = min(QUERY_ANCHORS, n_a)
+    q_anchors = np.argsort(-qv, axis=1, kind="stable")[:, :n_q_anchors]  # (Q, Aq) strongest first
+    if anchor_xy is not None and n_p > CANDIDATE_POINTS:
+        ax, ay = anchor_xy
+        s0 = q_anchors[:, 0]
+        d_pts = np.hypot(radio_map.x[None, :] - ax[s0][:, None], radio_map.y[None, :] - ay[s0][:, None])
+        if floor_hint is not None:
+            d_pts = np.where(radio_map.floor[None, :] == floor_hint[:, None], d_pts, np.inf)
+        cand = np.argpartition(d_pts, CANDIDATE_POINTS - 1, axis=1)[:, :CANDIDATE_POINTS]
+    else:
+        cand = np.broadcast_to(np.arange(n_p), (q_n, n_p))
+    q_val_all = np.take_along_axis(query, q_anchors, axis=1)  # (Q, Aq)
+    q_heard = ~np.isnan(q_val_all)
+    q_val = np.where(q_heard, q_val_all, MISSING_DBM)
     for start in range(0, q_n, QUERY_CHUNK):
         sl = slice(start, min(q_n, start + QUERY_CHUNK))
-        q = query[sl]
-        q_heard = ~np.isnan(q)
-        q_val = np.where(q_heard, q, MISSING_DBM)
-        both = q_heard[:, None, :] & m_heard[None, :, :]  # (Q, P, A)
+        cd = cand[sl]  # (q, C)
+        m_raw = radio_map.rssi[cd[:, :, None], q_anchors[sl][:, None, :]]  # (q, C, Aq)
+        m_heard = ~np.isnan(m_raw)
+        m_val = np.where(m_heard, m_raw, MISSING_DBM)
+        qh = q_heard[sl][:, None, :]
+        both = qh & m_heard
         n_both = both.sum(axis=2)
+        diff = q_val[sl][:, None, :] - m_val
         # Offset-free: remove each pair's mean difference over the anchors both heard.
-        diff = q_val[:, None, :] - m_val[None, :, :]
         shift = np.where(both, diff, 0.0).sum(axis=2) / np.maximum(n_both, 1)
         resid = diff - shift[:, :, None]
-        one_side = q_heard[:, None, :] ^ m_heard[None, :, :]
+        one_side = qh & ~m_heard  # the query heard it, the survey point did not
         resid = np.where(one_side, np.clip(resid, -MISSING_PENALTY_DB, MISSING_PENALTY_DB), resid)
         used = both | one_side
         dist = np.sqrt((np.where(used, resid, 0.0) ** 2).sum(axis=2) / np.maximum(used.sum(axis=2), 1))
         dist = np.where(n_both >= MIN_COMMON, dist, np.inf)
         if floor_hint is not None:
-            dist = np.where(radio_map.floor[None, :] == floor_hint[sl, None], dist, np.inf)
+            dist = np.where(radio_map.floor[cd] == floor_hint[sl, None], dist, np.inf)
         if exclude is not None:
-            ex = exclude[sl]
-            rows = np.flatnonzero(ex >= 0)
-            dist[rows, ex[rows]] = np.inf
+            ex = exclude[sl, None]
+            out = cd == ex
+            if block_s > 0 and radio_map.device is not None and radio_map.t is not None:
+                exc = np.maximum(ex, 0)
+                out |= ((ex >= 0) & (radio_map.device[cd] == radio_map.device[exc])
+                        & (np.abs(radio_map.t[cd] - radio_map.t[exc]) < block_s))
+            dist = np.where(out, np.inf, dist)
         kk = min(k, dist.shape[1])
-        near = np.argpartition(dist, kk - 1, axis=1)[:, :kk]
-        d_near = np.take_along_axis(dist, near, axis=1)
+        pick = np.argpartition(dist, kk - 1, axis=1)[:, :kk]
+        near = np.take_along_axis(cd, pick, axis=1)
+        d_near = np.take_along_axis(dist, pick, axis=1)
         w = np.where(np.isfinite(d_near), 1.0 / (d_near + 0.5), 0.0)
         wsum = w.sum(axis=1)
         good = wsum > 0

@@ -14,8 +14,8 @@ refined, and zone hysteresis turns positions into stable zones and events.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +36,7 @@ from positioning.const import (
     WINDOW_CORRELATED_DB,
 )
 from positioning.filtering import aggregate
+from positioning.fingerprint import knn_locate
 from positioning.maps import NO_ZONE, SiteMap, open_site_map, site_map_from_venue
 from positioning.multilateration import solve_warm
 from positioning.problems import build_problem
@@ -43,6 +44,9 @@ from positioning.radio import AnchorTable, anchor_table_from_venue, expected_rss
 from positioning.tracking import PARTICLES, Observation, ParticleTracker, TrackEstimate
 from positioning.venue import Venue
 from positioning.zones import VISIT_GAP_S, ZoneHysteresis
+
+if TYPE_CHECKING:
+    from positioning.static import Fingerprints
 
 EventType = Literal["zone_enter", "zone_exit", "dwell", "visit_end", "floor_change"]
 FloatArray = npt.NDArray[np.float64]
@@ -63,6 +67,8 @@ LINK_MIN_READINGS: Final = 30  # a receiver's parameters move only after this ma
 LINK_NOISE_DB: Final = 6.0  # spread of one link reading
 LINK_PRIOR_P0_DB: Final = 6.0  # how far a receiver's 1 m power may drift from its nominal value
 LINK_PRIOR_N: Final = 0.5  # and its exponent
+FINGERPRINT_SD_INFLATION: Final = 2.0  # kNN errors are correlated over consecutive windows
+FINGERPRINT_MIN_SD_M: Final = 2.0  # a kNN position is never trusted more than this, even from a tight survey
 WARM_START_S: Final = 5.0  # a track seen this recently seeds its device's next fix
 TRACK_ANCHORS: Final = 24  # strongest heard anchors the tracker weighs (weak ones are mostly censoring noise)
 TRACK_CORRELATED_DB: Final = 3.5  # correlated shadowing the tracker assumes per window (it averages windows)
@@ -171,8 +177,9 @@ class LiveLocator:
 
     def __init__(self, anchors: AnchorTable | Sequence[AnchorInfo], venue: Venue | None = None,
                  config: LocatorConfig | None = None, site: SiteMap | None = None,
-                 tx_use: IntArray | None = None) -> None:
+                 tx_use: IntArray | None = None, fingerprints: Fingerprints | None = None) -> None:
         self.cfg = config or LocatorConfig()
+        self.fingerprints = fingerprints
         if isinstance(anchors, AnchorTable):
             table = anchors
         elif venue is not None:
@@ -297,6 +304,8 @@ class LiveLocator:
                           off_sd**2,
                           np.full(len(devices), sens),
                           PACKET_LOSS ** max_count.astype(np.float64))
+        if self.fingerprints is not None and self.fingerprints.weight > 0:
+            obs = self._with_fingerprints(obs, agg.group, agg.anchor, agg.mean, len(devices), floor_guess)
         est = self.tracker.step(devices, t_fix, obs, np.where(fix_ok, fx, init_x), np.where(fix_ok, fy, init_y),
                                 floor_guess, init_acc)
         self._update_offsets(devices, t_fix, est, heard_idx, heard_mean, sens)
@@ -309,6 +318,23 @@ class LiveLocator:
         np.maximum.at(self.anchor_last, anchor, t)
         bins = np.clip(np.round(rssi - RSSI_MIN_DBM).astype(np.int64), 0, self.rssi_hist.shape[0] - 1)
         self.rssi_hist += np.bincount(bins, minlength=self.rssi_hist.shape[0])
+
+    def _with_fingerprints(self, obs: Observation, group: IntArray, anchor: IntArray, mean: FloatArray,
+                           n_dev: int, floor: IntArray) -> Observation:
+        """Add the survey fingerprint's kNN position as a pseudo-measurement, as firm as its error on
+        held-back survey points says it deserves (used when the survey showed the kNN adds anything)."""
+        fp = self.fingerprints
+        assert fp is not None
+        query = np.full((n_dev, len(self.anchors)), np.nan)
+        query[group, anchor] = mean
+        knn = knn_locate(fp.radio_map, query, floor_hint=floor, anchor_xy=(self.anchors.x, self.anchors.y))
+        # The kNN's own error on held-back survey points is its uncertainty (a median error of an isotropic
+        # 2-D error is ~1.18 sigma per axis); its errors repeat from window to window, so it is inflated.
+        base = max(FINGERPRINT_MIN_SD_M, fp.loo_knn_median_m if np.isfinite(fp.loo_knn_median_m) else 0.0)
+        sd = np.maximum(knn.spread_m, base * FINGERPRINT_SD_INFLATION)
+        ok = knn.ok & (knn.floor == floor)
+        return replace(obs, pseudo_x=np.where(ok, knn.x, np.nan), pseudo_y=np.where(ok, knn.y, np.nan),
+                       pseudo_sd=np.where(ok, sd, np.nan))
 
     def _learn_links(self, rx: IntArray, tx: IntArray, rssi: FloatArray, tx_power: FloatArray) -> None:
         """Online ridge fit of each receiver's 1 m power and exponent from anchor-to-anchor readings."""

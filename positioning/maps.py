@@ -24,6 +24,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 RASTER_RES_M = 0.25  # fine enough for 0.3 m walls; a 120 x 80 m floor is 154k cells
 OPEN_MARGIN_M = 3.0  # without a venue, devices may be this far outside the anchors' bounding box
+OPEN_MIN_EXTENT_M = 12.0  # anchors along one corridor still leave room on both sides of it
 OPEN_MARGIN_FRACTION = 0.05  # ... or this fraction of its size, whichever is larger
 MAX_RASTER_CELLS = 4_000_000  # coarsen the raster for very large open areas
 NO_ZONE = -1
@@ -166,10 +167,20 @@ def site_map_from_venue(venue: Venue, anchors: AnchorTable) -> SiteMap:
                    has_venue=True)
 
 
-def open_site_map(anchors: AnchorTable) -> SiteMap:
-    """Without a venue: every floor is an open rectangle around all anchors (plus a margin)."""
-    x0, x1 = float(anchors.x.min()), float(anchors.x.max())
-    y0, y1 = float(anchors.y.min()), float(anchors.y.max())
+def _widened(lo: float, hi: float) -> tuple[float, float]:
+    pad = max(0.0, OPEN_MIN_EXTENT_M - (hi - lo)) / 2.0
+    return lo - pad, hi + pad
+
+
+def open_site_map(anchors: AnchorTable, extra_x: FloatArray | None = None,
+                  extra_y: FloatArray | None = None) -> SiteMap:
+    """Without a venue: every floor is an open rectangle around all anchors and any known device
+    positions (survey points), plus a margin; a narrow layout (anchors along one corridor) is
+    widened to at least OPEN_MIN_EXTENT_M."""
+    xs = anchors.x if extra_x is None else np.concatenate([anchors.x, extra_x])
+    ys = anchors.y if extra_y is None else np.concatenate([anchors.y, extra_y])
+    x0, x1 = _widened(float(xs.min()), float(xs.max()))
+    y0, y1 = _widened(float(ys.min()), float(ys.max()))
     margin = max(OPEN_MARGIN_M, OPEN_MARGIN_FRACTION * max(x1 - x0, y1 - y0))
     margin = min(margin, ACCURACY_MAX_M)
     gx0, gy0, nx, ny, res = _grid((x0 - margin, y0 - margin, x1 + margin, y1 + margin), RASTER_RES_M * 2)

@@ -31,6 +31,7 @@ from positioning.radio import AnchorTable
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+SURVEY_BLOCK_S = 30.0  # leave-one-out holds back a survey point with its surveyor's neighbours in time
 OFFSET_SCAN_NOISE_DB = 4.0  # a single scan's offset estimate is this noisy (on top of its solver variance)
 
 
@@ -136,11 +137,12 @@ def build_fingerprints(anchors: AnchorTable, site: SiteMap, pts: SurveyPoints,
                        device_height: float = DEVICE_HEIGHT_M) -> Fingerprints:
     """The radio map of a survey, and the fingerprint weight that does best on held-back survey points
     (each point positioned by the model from its own readings, and by kNN on all other points)."""
-    rm = RadioMap(pts.x, pts.y, pts.floor, pts.radio_map(len(anchors)))
+    rm = RadioMap(pts.x, pts.y, pts.floor, pts.radio_map(len(anchors)), pts.device, pts.t)
     n = len(rm)
     model = locate_static(anchors, site, pts.point, pts.device[pts.point], np.zeros(n), pts.anchor, pts.mean,
                           anchors.rssi_1m[pts.anchor], n, device_height=device_height)
-    knn = knn_locate(rm, rm.rssi, floor_hint=model.floor, exclude=np.arange(n))
+    knn = knn_locate(rm, rm.rssi, floor_hint=model.floor, exclude=np.arange(n), anchor_xy=(anchors.x, anchors.y),
+                     block_s=SURVEY_BLOCK_S)
     weight = choose_fusion_weight(pts.x, pts.y, model.x, model.y, knn.x, knn.y)
     fx, fy = fuse(model.x, model.y, knn, weight)
 
@@ -152,11 +154,11 @@ def build_fingerprints(anchors: AnchorTable, site: SiteMap, pts: SurveyPoints,
 
 
 def apply_fingerprints(fp: Fingerprints, fixes: StaticFixes, fix: IntArray, anchor: IntArray, rssi: FloatArray,
-                       n_anchors: int) -> StaticFixes:
+                       n_anchors: int, anchor_xy: tuple[FloatArray, FloatArray] | None = None) -> StaticFixes:
     """Fuse model fixes with kNN on the radio map (the query is each fix's mean RSSI per anchor)."""
     agg = aggregate(fix, anchor, rssi)
     query = np.full((fixes.x.shape[0], n_anchors), np.nan)
     query[agg.group, agg.anchor] = agg.mean
-    knn = knn_locate(fp.radio_map, query, floor_hint=fixes.floor)
+    knn = knn_locate(fp.radio_map, query, floor_hint=fixes.floor, anchor_xy=anchor_xy)
     x, y = fuse(fixes.x, fixes.y, knn, fp.weight)
     return StaticFixes(x, y, fixes.floor, fixes.accuracy_m, fixes.zone, fixes.offset)

@@ -93,6 +93,10 @@ class Observation:
     offset_var: FloatArray  # (D,) its variance: the likelihood marginalises the offset over it
     sens: FloatArray  # (D,) sensitivity, dBm
     silent_q: FloatArray  # (D,) chance a receiver in range heard none of the device's adverts (packet loss)
+    # Optional pseudo-measurement (fingerprint kNN position and its sd); NaN where there is none.
+    pseudo_x: FloatArray | None = None
+    pseudo_y: FloatArray | None = None
+    pseudo_sd: FloatArray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +238,11 @@ class ParticleTracker:
         # Measurement update.
         ll, mean_e2 = self._loglik(px, py, pf, obs)
         lost = np.min(mean_e2, axis=1) > LOST_MEAN_E2
+        if obs.pseudo_x is not None and obs.pseudo_y is not None and obs.pseudo_sd is not None:
+            has = np.isfinite(obs.pseudo_x) & np.isfinite(obs.pseudo_sd)
+            qx, qy = np.nan_to_num(obs.pseudo_x)[:, None], np.nan_to_num(obs.pseudo_y)[:, None]
+            var = np.maximum(np.nan_to_num(obs.pseudo_sd), 0.5)[:, None] ** 2
+            ll = ll - np.where(has[:, None], 0.5 * ((px - qx) ** 2 + (py - qy) ** 2) / var, 0.0)
         logw = logw + ll
         logw -= logw.max(axis=1, keepdims=True)
         w = np.exp(logw)

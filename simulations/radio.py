@@ -47,6 +47,10 @@ N_CHANNELS: Final = 3  # BLE advertising channels 37, 38, 39
 ADV_JITTER_S: Final = 0.010  # BLE advDelay: 0-10 ms added to every advertising event
 NOISE_POOL: Final = 1 << 22  # pre-drawn random numbers per kind (16 MB each): far more than one tick uses
 WALL_TABLE_CACHE: Final = 4  # venues whose wall tables are kept in memory (they take seconds to build)
+RETRY_DELAY_S: Final = (1.0, 5.0)  # a re-sent batch arrives this much after the original
+CHANNEL_HASH: Final = 997  # a prime: the channel digit of a uniform draw is independent of its duty-test bit
+SCAN_WINDOW_S: Final = 1.0  # an app scan averages the packets of the last second (iOS ranging)
+SCAN_POST_S: Final = 0.1  # an app's scan reaches the engine this long after it ends
 DEFAULT_BEACON_INTERVAL_S: Final = (0.1, 0.35)  # fixed venue beacons advertise fast
 
 
@@ -363,7 +367,7 @@ def add_duplicates(chunk: ReadingChunk, rate: float, rng: np.random.Generator) -
         return chunk
     again = chunk.take(dup)
     return ReadingChunk.concat([chunk, ReadingChunk(again.t, again.device, again.anchor, again.rssi, again.tx_power,
-                                                    again.scan, again.arrival + rng.uniform(1.0, 5.0, dup.size),
+                                                    again.scan, again.arrival + rng.uniform(*RETRY_DELAY_S, dup.size),
                                                     again.batch)])
 
 
@@ -558,7 +562,7 @@ class RadioState:
             u = self.noise.uniform(n_k)
             if cfg.channel_db > 0:
                 # The packet's advertising channel, from the duty test's uniform but independent of it.
-                chan = (u * np.float32(N_CHANNELS * 997)).astype(np.int32)
+                chan = (u * np.float32(N_CHANNELS * CHANNEL_HASH)).astype(np.int32)
                 chan %= np.int32(N_CHANNELS)
                 chan += chan_p[:n_k]
                 margin += ch.channel.ravel()[chan]
@@ -656,7 +660,7 @@ class RadioState:
         sidx, k = _expand(count[has])
         row = has[sidx]  # device row of each scan
         end = devs.adv_phase[row] + (first[row] + k) * scan_period[row]
-        frac = np.clip((end - 0.5 - t0) / (t1 - t0), 0.0, 1.0)
+        frac = np.clip((end - SCAN_WINDOW_S / 2 - t0) / (t1 - t0), 0.0, 1.0)
         sx = motion.x0[row] + (motion.x1[row] - motion.x0[row]) * frac
         sy = motion.y0[row] + (motion.y1[row] - motion.y0[row]) * frac
         sf = motion.floor[row]
@@ -675,7 +679,7 @@ class RadioState:
         si, bj = np.nonzero(cand)
         if si.size == 0:
             return ReadingChunk.empty()
-        window = np.minimum(scan_period[row[si]], 1.0)
+        window = np.minimum(scan_period[row[si]], SCAN_WINDOW_S)
         n_adv = np.maximum(1, np.floor(window / ch.adv_interval[bj]).astype(np.int32))
         link, _ = _expand(n_adv)
         rssi = base[si[link], bj[link]].copy()
@@ -698,5 +702,5 @@ class RadioState:
         t_scan = end[si]
         ch_skew = np.zeros(si.size)
         tx = ch.anchors.rssi_1m[bj].astype(np.float32)
-        return ReadingChunk(t_scan + ch_skew, dev, bj.astype(np.int64), mean, tx, scan_no[si], t_scan + 0.1,
+        return ReadingChunk(t_scan + ch_skew, dev, bj.astype(np.int64), mean, tx, scan_no[si], t_scan + SCAN_POST_S,
                             scan_no[si])

@@ -39,6 +39,11 @@ OPT_IN_RATE: Final = 0.6  # share of app users who accepted marketing
 REGULARS_SHARE: Final = 0.02  # regulars: about as many as the shoppers of one run (one day)
 RETURNING_RATE: Final = 0.3  # share of arrivals that are regulars (so they come back across days)
 CUSTOMER_BASE_FACTOR: Final = 50  # customer base size per expected arrival
+PHONE_ADV_INTERVALS_S: Final = (0.2, 0.35, 0.5, 0.75, 1.0)  # apps advertising in the background
+PHONE_ADV_WEIGHTS: Final = (0.1, 0.2, 0.3, 0.2, 0.2)
+TAG_ADV_INTERVALS_S: Final = (0.5, 1.0, 2.0)  # battery tags advertise slowly
+TAG_ADV_WEIGHTS: Final = (0.3, 0.5, 0.2)
+SCAN_PERIODS_S: Final = (1.0, 1.0, 2.0)  # apps ranging every second, some every other second
 SPEED_MEAN_MPS: Final = 1.1  # walking speed of shoppers
 SPEED_SD_MPS: Final = 0.2
 SPEED_RANGE_MPS: Final = (0.5, 1.5)
@@ -47,6 +52,7 @@ WALK_PAUSE_S: Final = (2.0, 8.0)
 STANDING_TURN_S: Final = 20.0  # someone standing turns about this often
 
 # Visits.
+OTHER_EXIT_RATE: Final = 0.6  # shoppers who leave by another door than they came in
 PASSER_BY_RATE: Final = 0.2  # arrivals that walk through without entering a shop
 GOALS_MEAN: Final = 2.0  # extra goals beyond the first (Poisson)
 GOALS_MAX: Final = 6
@@ -131,14 +137,14 @@ def customer(seed: int, index: int, base_size: int, device_offset_sd_db: float =
         off = float(np.clip(rng.normal(0.0, device_offset_sd_db), -device_offset_max_db, device_offset_max_db))
         devices.append(DeviceSpec(
             id=f"ibeacon:{APP_UUID}-{PHONE_MAJOR_BASE + major}-{minor + 1}", kind="phone",
-            adv_interval_s=float(rng.choice([0.2, 0.35, 0.5, 0.75, 1.0], p=[0.1, 0.2, 0.3, 0.2, 0.2])),
+            adv_interval_s=float(rng.choice(PHONE_ADV_INTERVALS_S, p=PHONE_ADV_WEIGHTS)),
             tx_offset_db=off, tx_power=-59.0,  # phones advertise the default whatever they really send
-            body_loss_db=float(rng.uniform(*body_db)), scan_period_s=float(rng.choice([1.0, 1.0, 2.0]))))
+            body_loss_db=float(rng.uniform(*body_db)), scan_period_s=float(rng.choice(SCAN_PERIODS_S))))
     if carry in ("tag", "both"):
         off = float(np.clip(rng.normal(0.0, device_offset_sd_db / 2.5), -device_offset_max_db, device_offset_max_db))
         devices.append(DeviceSpec(
             id=f"ibeacon:{TAG_UUID}-{1 + major}-{minor + 1}", kind="tag",
-            adv_interval_s=float(rng.choice([0.5, 1.0, 2.0], p=[0.3, 0.5, 0.2])),
+            adv_interval_s=float(rng.choice(TAG_ADV_INTERVALS_S, p=TAG_ADV_WEIGHTS)),
             tx_offset_db=off, tx_power=float(round(-59.0 + off + rng.normal(0.0, 1.0))),  # tags are calibrated
             body_loss_db=float(rng.uniform(body_db[0] * 0.5, body_db[0])),  # a cart is beside, not behind, the body
             scan_period_s=1.0))
@@ -300,7 +306,7 @@ def plan_visit(book: PlaceBook, rng: np.random.Generator, hour: int, start: int)
     """A visit from entrance ``start``: ``(actions, passer_by)``."""
     exits = book.entrances
     end = int(rng.choice(exits))
-    if len(exits) > 1 and rng.random() < 0.6:
+    if len(exits) > 1 and rng.random() < OTHER_EXIT_RATE:
         end = int(rng.choice([e for e in exits if e != start]))
     actions: list[Action] = []
     if rng.random() < PASSER_BY_RATE or not book.spots:

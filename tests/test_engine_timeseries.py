@@ -53,10 +53,16 @@ def test_positions_occupancy_and_gateway_health_reach_victoria_metrics(
             stamps: list[int] = s["timestamps"]  # type: ignore[assignment]
             assert all(0 <= v <= 20 for v in values)
             assert min(stamps) >= (t0 - 1) * 1000  # stamped with the readings' time, not the wall clock
-        occupancy = _export(victoria_metrics, '{__name__="zone_occupancy_devices"}')
-        assert {s["metric"]["zone"] for s in occupancy} == {z.id for z in venue.zones}  # type: ignore[index]
-        health = _export(victoria_metrics, '{__name__="gateway_health_up"}')
-        assert {s["metric"]["gateway"] for s in health} == {a.id for a in venue.anchors}  # type: ignore[index]
+        # Occupancy minutes and gateway health are written on their own cadence, and VictoriaMetrics makes
+        # new samples searchable after a short delay: wait for them rather than read once.
+        zones = {z.id for z in venue.zones}
+        gateways = {a.id for a in venue.anchors}
+        wait_until(lambda: {s["metric"]["zone"]  # type: ignore[index]
+                            for s in _export(victoria_metrics, '{__name__="zone_occupancy_devices"}')} == zones, 30,
+                   "occupancy of every zone in VictoriaMetrics")
+        wait_until(lambda: {s["metric"]["gateway"]  # type: ignore[index]
+                            for s in _export(victoria_metrics, '{__name__="gateway_health_up"}')} == gateways, 30,
+                   "health of every gateway in VictoriaMetrics")
         assert engine.timeseries.stats()["failed"] == 0
     finally:
         pub.close()

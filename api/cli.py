@@ -19,16 +19,9 @@ class CliError(Exception):
 
 
 def _read_venue(path: str | Path) -> object:
-    from positioning.venue import parse_venue
+    from simulations.venue_files import load_venue
 
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CliError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"{p}: cannot read venue file: {exc}") from None
-    return parse_venue(text, str(p))
+    return load_venue(path)[0]
 
 
 # ---------------------------------------------------------------------------------------------- venue

@@ -205,13 +205,10 @@ def run_locate(args: argparse.Namespace) -> int:
     venue = None
     if args.venue:
         from positioning.radio import anchor_table_from_venue
-        from positioning.venue import parse_venue
+        from simulations.venue_files import load_venue
 
-        vpath = Path(args.venue)
-        if not vpath.is_file():
-            raise LocateError(f"{vpath}: no such file")
         try:
-            venue = parse_venue(vpath.read_text(encoding="utf-8"), str(vpath))
+            venue = load_venue(args.venue)[0]
         except PositioningError as exc:
             raise LocateError(str(exc)) from None
         anchors = anchor_table_from_venue(venue)

@@ -16,17 +16,9 @@ HTTP_START_TIMEOUT_S: Final = 20.0  # uvicorn must be listening within this
 
 
 def read_venue(path: Path | str) -> tuple[Venue, str]:
-    from api.cli import CliError
-    from positioning.venue import parse_venue
+    from simulations.venue_files import load_venue
 
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CliError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"{p}: cannot read venue file: {exc}") from None
-    return parse_venue(text, str(p)), text
+    return load_venue(path)
 
 
 class HttpServer:

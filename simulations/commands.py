@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Final
 
 from positioning.errors import PositioningError
-from positioning.venue import Venue, parse_venue
+from positioning.venue import Venue
 from simulations.errors import SimulationError
+from simulations.venue_files import load_venue
 
 EXIT_BAD_INPUT: Final = 2
 
@@ -21,14 +22,7 @@ def _error(message: str) -> int:
 
 
 def read_venue(path: str | Path) -> Venue:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SimulationError(f"{p}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SimulationError(f"{p}: cannot read venue file: {exc}") from None
-    return parse_venue(text, str(p))
+    return load_venue(path)[0]
 
 
 def parse_start(text: str, venue: Venue) -> float:

@@ -39,6 +39,7 @@ LM_DOWN = 10.0
 FIXED_PRIOR_SD = 1e-9
 CENSOR_NEGLIGIBLE_Z = 8.0  # an unheard anchor predicted 8 sigma below sensitivity costs < 1e-15
 GRID_CANDIDATES = 3  # per axis: a 3 x 3 grid of starting points over the bounds
+WORKING_SET_SHRINK = 0.7  # re-pack the working set when fewer than this share of it is still iterating
 MULTISTART = 2  # a fix that ends poorly is solved again from the best-scoring separated candidate
 RETRY_COST_PER_READING = 0.8  # mean Huber cost per heard reading above which a fix is retried
 RETRY_MARGIN = 1.0  # cost units the second start must win by (near ties favour the first start)
@@ -75,70 +76,89 @@ class FixProblem:
     def size(self) -> int:
         return int(self.r.shape[0])
 
-    def second_order(self, theta: FloatArray, psi: FloatArray) -> FloatArray:
-        """sum_i psi_i * Hessian(e_i) over the heard and censoring residuals: (B, 3, 3), x-y block only
-        (the offset enters linearly). ``psi`` (B, K+U+1) is the loss derivative at each residual."""
-        x, y = theta[:, 0:1], theta[:, 1:2]
-        out = np.zeros((theta.shape[0], 3, 3))
-        k = self.r.shape[1]
-        for ax, ay, dz, n, scale, active in (
-            (self.ax, self.ay, self.dz, self.n, np.sqrt(self.w), np.ones_like(self.w, dtype=bool)),
-            (self.cx, self.cy, self.cdz, self.cn, -self._censor_slope(theta), self.cmask),
-        ):
-            dx, dy = x - ax, y - ay
-            d2 = np.maximum(dx * dx + dy * dy + dz * dz, MIN_DISTANCE_M**2)
-            c = 10.0 * n / (LN10 * d2 * d2)
-            # mu_xx = -c (d2 - 2 dx^2), mu_xy = 2 c dx dy, mu_yy = -c (d2 - 2 dy^2); e = scale * (r - mu)
-            # for heard (scale = sw), h = (mu - S) / sigma for censoring (scale = -1/sigma).
-            p = psi[:, :k] if ax is self.ax else np.where(active, psi[:, k:k + ax.shape[1]], 0.0)
-            wgt = -p * scale
-            out[:, 0, 0] += (wgt * -c * (d2 - 2 * dx * dx)).sum(axis=1)
-            out[:, 1, 1] += (wgt * -c * (d2 - 2 * dy * dy)).sum(axis=1)
-            out[:, 0, 1] += (wgt * 2 * c * dx * dy).sum(axis=1)
-        out[:, 1, 0] = out[:, 0, 1]
-        return out
-
-    def _censor_slope(self, theta: FloatArray) -> FloatArray:
+    def evaluate(self, theta: FloatArray) -> Evaluation:
+        """Residuals (B, K+U+1), Jacobian columns, and the geometry the Newton term needs, at ``theta``."""
         x, y, off = theta[:, 0:1], theta[:, 1:2], theta[:, 2:3]
-        cd2 = np.maximum((x - self.cx) ** 2 + (y - self.cy) ** 2 + self.cdz**2, MIN_DISTANCE_M**2)
-        cmu = self.cp0 + off - 5.0 * self.cn * np.log10(cd2)
-        return _censor_residual(cmu, self.sens[:, None], self.cmask)[1]
+        free = (self.off_sd > FIXED_PRIOR_SD).astype(np.float64)[:, None]
+        b, k = self.r.shape
+        u = self.cx.shape[1]
+        sw = np.sqrt(self.w)
+        dx = np.concatenate([x - self.ax, x - self.cx], axis=1)
+        dy = np.concatenate([y - self.ay, y - self.cy], axis=1)
+        dz = np.concatenate([self.dz, self.cdz], axis=1)
+        n = np.concatenate([self.n, self.cn], axis=1)
+        d2 = np.maximum(dx * dx + dy * dy + dz * dz, MIN_DISTANCE_M**2)
+        path = 5.0 * n * np.log10(d2)
+        g = 10.0 * n / (LN10 * d2)  # -d mu / d(x) = g * dx
+        res = np.empty((b, k + u + 1))
+        jx = np.empty((b, k + u + 1))
+        jy = np.empty((b, k + u + 1))
+        jo = np.empty((b, k + u + 1))
+        res[:, :k] = (self.r - (self.p0 + off - path[:, :k])) * sw
+        sg = sw * g[:, :k]
+        jx[:, :k] = sg * dx[:, :k]  # d e = -sw * d mu
+        jy[:, :k] = sg * dy[:, :k]
+        jo[:, :k] = -sw * free
+        h, dh = _censor_residual(self.cp0 + off - path[:, k:], self.sens[:, None], self.cmask)
+        cg = dh * g[:, k:]  # d h / d x = dh/dmu * dmu/dx = dh * (-g * dx)
+        res[:, k:k + u] = h
+        jx[:, k:k + u] = -cg * dx[:, k:]
+        jy[:, k:k + u] = -cg * dy[:, k:]
+        jo[:, k:k + u] = dh * free
+        sd = np.maximum(self.off_sd, FIXED_PRIOR_SD)
+        res[:, -1] = ((off[:, 0] - self.off0) / sd) * free[:, 0]
+        jx[:, -1] = 0.0
+        jy[:, -1] = 0.0
+        jo[:, -1] = free[:, 0] / sd
+        # e = scale * (r - mu): scale = sw for heard readings, -dh for censoring (h grows with mu).
+        scale = np.concatenate([sw, -dh], axis=1)
+        return Evaluation(res, jx, jy, jo, dx, dy, d2, g / d2, scale)
 
     def residuals(self, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Stacked residuals (B, K+U+1) and Jacobian (B, K+U+1, 3) at ``theta`` (B, 3)."""
-        x, y, off = theta[:, 0:1], theta[:, 1:2], theta[:, 2:3]
-        free = (self.off_sd > FIXED_PRIOR_SD).astype(np.float64)[:, None]
-        sw = np.sqrt(self.w)
-        dx, dy = x - self.ax, y - self.ay
-        d2 = np.maximum(dx * dx + dy * dy + self.dz * self.dz, MIN_DISTANCE_M**2)
-        mu = self.p0 + off - 5.0 * self.n * np.log10(d2)
-        e = (self.r - mu) * sw
-        g = 10.0 * self.n / (LN10 * d2)  # -d mu / d(x) = g * dx
-        b, k = self.r.shape
-        u = self.cx.shape[1]
-        res = np.empty((b, k + u + 1))
-        jac = np.empty((b, k + u + 1, 3))
-        res[:, :k] = e
-        sg = sw * g
-        jac[:, :k, 0] = sg * dx  # d e = -sw * d mu
-        jac[:, :k, 1] = sg * dy
-        jac[:, :k, 2] = -sw * free
+        ev = self.evaluate(theta)
+        return ev.res, np.stack([ev.jx, ev.jy, ev.jo], axis=-1)
 
-        cdx, cdy = x - self.cx, y - self.cy
-        cd2 = np.maximum(cdx * cdx + cdy * cdy + self.cdz * self.cdz, MIN_DISTANCE_M**2)
-        cmu = self.cp0 + off - 5.0 * self.cn * np.log10(cd2)
-        h, dh = _censor_residual(cmu, self.sens[:, None], self.cmask)
-        cg = dh * 10.0 * self.cn / (LN10 * cd2)  # d h / d x = dh/dmu * dmu/dx = dh * (-g * dx)
-        res[:, k:k + u] = h
-        jac[:, k:k + u, 0] = -cg * cdx
-        jac[:, k:k + u, 1] = -cg * cdy
-        jac[:, k:k + u, 2] = dh * free
 
-        sd = np.maximum(self.off_sd, FIXED_PRIOR_SD)
-        res[:, -1] = ((off[:, 0] - self.off0) / sd) * free[:, 0]
-        jac[:, -1, :2] = 0.0
-        jac[:, -1, 2] = free[:, 0] / sd
-        return res, jac
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    res: FloatArray  # (B, R) residuals: K heard, U censoring, 1 offset prior
+    jx: FloatArray  # (B, R) d res / d x
+    jy: FloatArray
+    jo: FloatArray  # d res / d offset
+    dx: FloatArray  # (B, K+U) geometry of the heard and censoring anchors
+    dy: FloatArray
+    d2: FloatArray
+    c: FloatArray  # 10 n / (ln 10 d^4)
+    scale: FloatArray  # e = scale * (r - mu) for the K+U anchor residuals
+
+    def take(self, idx: npt.NDArray[np.int64]) -> Evaluation:
+        return Evaluation(*(getattr(self, f)[idx] for f in Evaluation.__dataclass_fields__))
+
+    def normal_equations(self, psi_over_e: FloatArray, curv: FloatArray) -> tuple[FloatArray, FloatArray,
+                                                                                    FloatArray]:
+        """Gauss-Newton matrix (curvature weights), gradient (loss weights), and the Newton matrix that
+        adds the residuals' own curvature sum psi_i * Hessian(e_i) (x-y block; the offset is linear)."""
+        cols = (self.jx, self.jy, self.jo)
+        b = self.res.shape[0]
+        h = np.empty((b, 3, 3))
+        g = np.empty((b, 3))
+        for i in range(3):
+            ci = cols[i] * curv
+            for j in range(i, 3):
+                h[:, i, j] = h[:, j, i] = (ci * cols[j]).sum(axis=1)
+            g[:, i] = (cols[i] * psi_over_e * self.res).sum(axis=1)
+        m = self.dx.shape[1]
+        wgt = -(psi_over_e[:, :m] * self.res[:, :m]) * self.scale
+        # mu_xx = -c (d2 - 2 dx^2), mu_xy = 2 c dx dy, mu_yy = -c (d2 - 2 dy^2); Hessian(e) = -scale * Hessian(mu)
+        wc = wgt * self.c
+        newton = h.copy()
+        newton[:, 0, 0] += (wc * -(self.d2 - 2 * self.dx * self.dx)).sum(axis=1)
+        newton[:, 1, 1] += (wc * -(self.d2 - 2 * self.dy * self.dy)).sum(axis=1)
+        xy = (wc * 2 * self.dx * self.dy).sum(axis=1)
+        newton[:, 0, 1] += xy
+        newton[:, 1, 0] += xy
+        return h, g, newton
 
 
 def screening_cost(prob: FixProblem, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -314,66 +334,82 @@ def _solve_from(prob: FixProblem, theta: FloatArray, iterations: int) -> FixSolu
     theta[:, :2] = np.clip(theta[:, :2], prob.lo, prob.hi)
     b = prob.size
     lam = np.full(b, LM_LAMBDA0)
-    res, jac = prob.residuals(theta)
-    cost = huber_cost(res)
-    active = np.ones(b, dtype=bool)
+    cost = np.zeros(b)
+    # Work on a shrinking working set: converged fixes leave it when they are a large enough share,
+    # so the arrays are not copied every iteration.
+    work = np.arange(b)
+    wp = prob
+    ev = wp.evaluate(theta)
+    cost[:] = huber_cost(ev.res)
+    act = np.ones(b, dtype=bool)
+    th_w, lam_w, cost_w = theta.copy(), lam.copy(), cost.copy()
     eye = np.eye(3)
     for _ in range(iterations):
-        if not active.any():
+        n_act = int(act.sum())
+        if n_act == 0:
             break
-        idx = np.flatnonzero(active)
+        if n_act < WORKING_SET_SHRINK * work.shape[0]:
+            theta[work], lam[work], cost[work] = th_w, lam_w, cost_w
+            keep = np.flatnonzero(act)
+            work, wp, ev = work[keep], _subset(wp, keep), ev.take(keep)
+            th_w, lam_w, cost_w, act = th_w[keep], lam_w[keep], cost_w[keep], act[keep]
         if _TRACE is not None:
-            _TRACE.append(idx.shape[0])
-        r_a, j_a = res[idx], jac[idx]
-        # Gradient with psi(e)/e, curvature with psi'(e) (1 inside the Huber threshold, ~0 outside):
-        # Newton-like steps converge quadratically where IRLS would crawl.
-        om = huber_weights(r_a)
-        curv = np.where(np.abs(r_a) <= HUBER_K, 1.0, 1e-3 * om)
-        h = np.einsum("bki,bkj->bij", j_a * curv[:, :, None], j_a)
-        g = np.einsum("bki,bk->bi", j_a * om[:, :, None], r_a)
-        # Full Newton: add the residuals' own curvature, so convergence is quadratic even in the
-        # flat offset-vs-range valley where Gauss-Newton crawls. LM damping keeps it safe far away.
-        sub = _subset(prob, idx)
-        newton = h + sub.second_order(theta[idx], om * r_a)
-        # Use the full Hessian only where it is positive definite (near a minimum); elsewhere the
-        # Gauss-Newton one, which always gives a descent direction.
+            _TRACE.append(n_act)
+        # Gradient with psi(e)/e, curvature with psi'(e) (1 inside the Huber threshold, ~0 outside).
+        om = huber_weights(ev.res)
+        curv = np.where(np.abs(ev.res) <= HUBER_K, 1.0, 1e-3 * om)
+        h, g, newton = ev.normal_equations(om, curv)
+        # Full Newton (quadratic convergence even in the flat offset-vs-range valley) only where that
+        # matrix is positive definite; elsewhere Gauss-Newton, which always gives a descent direction.
         m1 = newton[:, 0, 0]
         m2 = newton[:, 0, 0] * newton[:, 1, 1] - newton[:, 0, 1] * newton[:, 1, 0]
         pd = (m1 > 0) & (m2 > 0) & (np.linalg.det(newton) > 0)
         h = np.where(pd[:, None, None], newton, h)
         # Active set: a coordinate at a bound whose gradient pushes it outward is held there.
-        th = theta[idx]
-        free = np.ones((idx.shape[0], 3), dtype=bool)
-        free[:, :2] = ~(((th[:, :2] <= prob.lo[idx]) & (g[:, :2] > 0)) | ((th[:, :2] >= prob.hi[idx]) & (g[:, :2] < 0)))
+        free = np.ones((th_w.shape[0], 3), dtype=bool)
+        free[:, :2] = ~(((th_w[:, :2] <= wp.lo) & (g[:, :2] > 0)) | ((th_w[:, :2] >= wp.hi) & (g[:, :2] < 0)))
         fm = free.astype(np.float64)
         h = h * fm[:, :, None] * fm[:, None, :] + (1.0 - fm)[:, :, None] * eye
         g = g * fm
         diag = np.maximum(np.diagonal(h, axis1=1, axis2=2), 1e-9)
-        h_damped = h + (lam[idx][:, None] * diag)[:, :, None] * eye
+        h_damped = h + (lam_w[:, None] * diag)[:, :, None] * eye
         step = -np.linalg.solve(h_damped, g[:, :, None])[:, :, 0]
-        cand = theta[idx] + step
-        cand[:, :2] = np.clip(cand[:, :2], prob.lo[idx], prob.hi[idx])
-        res_c, jac_c = sub.residuals(cand)
-        cost_c = huber_cost(res_c)
-        better = cost_c <= cost[idx]
-        gain = cost[idx] - cost_c
-        moved = np.hypot(cand[:, 0] - theta[idx, 0], cand[:, 1] - theta[idx, 1])  # after clipping to bounds
-        acc = idx[better]
-        theta[acc], res[acc], jac[acc], cost[acc] = cand[better], res_c[better], jac_c[better], cost_c[better]
-        lam[acc] = np.maximum(lam[acc] / LM_DOWN, 1e-12)
-        lam[idx[~better]] *= LM_UP
+        cand = th_w + step
+        cand[:, :2] = np.clip(cand[:, :2], wp.lo, wp.hi)
+        ev_c = wp.evaluate(cand)
+        cost_c = huber_cost(ev_c.res)
+        better = act & (cost_c <= cost_w)
+        gain = cost_w - cost_c
+        moved = np.hypot(cand[:, 0] - th_w[:, 0], cand[:, 1] - th_w[:, 1])  # after clipping to bounds
+        if better.any():
+            th_w[better], cost_w[better] = cand[better], cost_c[better]
+            ev = _merge(ev, ev_c, better)
+        lam_w[better] = np.maximum(lam_w[better] / LM_DOWN, 1e-12)
+        lam_w[act & ~better] *= LM_UP
         # Converged: a tiny accepted move taken as (nearly) a Newton step, not one shrunk by damping,
         # or an accepted step that no longer lowers the cost measurably.
-        done = (better & (lam[idx] < 1e-2) & ((moved < SOLVER_TOL_M) | (gain < SOLVER_TOL_COST * (1.0 + cost_c))))
-        done |= lam[idx] > 1e10
-        active[idx[done]] = False
-    om = huber_weights(res)
-    jw = jac * om[:, :, None]
-    h = np.einsum("bki,bkj->bij", jw, jac) + np.eye(3) * 1e-9
-    cov = np.linalg.inv(h)
+        done = better & (lam_w < 1e-2) & ((moved < SOLVER_TOL_M) | (gain < SOLVER_TOL_COST * (1.0 + cost_c)))
+        act &= ~(done | (lam_w > 1e10))
+    theta[work], lam[work], cost[work] = th_w, lam_w, cost_w
+    final = prob.evaluate(theta)
+    om = huber_weights(final.res)
+    h, _, _ = final.normal_equations(om, om)
+    cov = np.asarray(np.linalg.inv(h + np.eye(3) * 1e-9), dtype=np.float64)
     acc_m = np.sqrt(np.maximum(cov[:, 0, 0] + cov[:, 1, 1], 0.0))
     return FixSolution(theta[:, 0].copy(), theta[:, 1].copy(), theta[:, 2].copy(),
                        np.clip(acc_m, ACCURACY_MIN_M, ACCURACY_MAX_M), cost, cov)
+
+
+def _merge(old: Evaluation, new: Evaluation, rows: BoolArray) -> Evaluation:
+    """``new`` where ``rows``, else ``old`` (either may be overwritten): copies the smaller side."""
+    if rows.mean() > 0.5:
+        old, new, rows = new, old, ~rows
+    out = []
+    for f in Evaluation.__dataclass_fields__:
+        a = getattr(old, f)
+        a[rows] = getattr(new, f)[rows]
+        out.append(a)
+    return Evaluation(*out)
 
 
 def _stack(probs: list[FixProblem]) -> FixProblem:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from api.pipeline import Committed
-from positioning.live import StepResult
+from campaigns.engine import PositionColumns
 
 log = logging.getLogger("instore.campaigns")
 
@@ -29,17 +29,17 @@ class CampaignOutlet:
         self.failures = 0
 
     def emit(self, c: Committed) -> None:
-        if not c.zone_events and not c.fixes:
-            now = c.watermark if c.watermark is not None else c.wall
-            decisions = self.engine.advance(now)
-        else:
-            now = c.watermark if c.watermark is not None else c.wall
-            try:
-                decisions = self.engine.on_step(StepResult(c.fixes, c.zone_events, {}), now)
-            except Exception:  # a campaign bug must not stop positioning: log, count, go on
-                self.failures += 1
-                log.exception("campaign engine failed on a commit")
-                return
+        now = c.watermark if c.watermark is not None else c.wall
+        try:
+            if not c.zone_events and not c.fixes:
+                decisions = self.engine.advance(now)
+            else:  # the columnar path: positions as arrays, no Python object per position in the engine
+                positions = PositionColumns.from_fixes(c.fixes) if c.fixes else None
+                decisions = self.engine.on_window(c.zone_events, now, positions)
+        except Exception:  # a campaign bug must not stop positioning: log, count, go on
+            self.failures += 1
+            log.exception("campaign engine failed on a commit")
+            return
         self.decisions += len(decisions)
         for d in decisions:
             if d.sent and d.offer is not None:

@@ -50,6 +50,7 @@ from campaigns.model import (
     TriggerKind,
 )
 from campaigns.proximity import FloatArray, distance_pairs, pad_edges, polygon_edges
+from campaigns.proximity_state import FiredTriggers
 from campaigns.redemption import Credit, RedemptionOutcome, RedemptionRequest, credit_split, precheck
 from campaigns.schedule import LocalTime, LocalTimes, in_quiet_hours, in_schedule
 from campaigns.store import CampaignStore, EngineWrites, VisitConversion
@@ -60,6 +61,7 @@ from positioning.venue import Venue
 
 DWELL_EXTRA_KEYS: Final = ("dwell_s", "seconds", "duration_s")  # how a positioning "dwell" event may say how long
 ObjectArray = npt.NDArray[np.object_]
+MEMO_MAX: Final = 65_536  # memoised schedule answers kept (campaigns x minutes); cleared when full
 SWEEP_EVERY_S: Final = 3600.0  # look for idle shoppers to evict at most once an (event-time) hour
 
 
@@ -86,7 +88,7 @@ class _Shopper:
     stays: dict[str, float] = field(default_factory=dict)  # zone -> enter time
     zone_seen: dict[str, float] = field(default_factory=dict)
     exposures: dict[str, float] = field(default_factory=dict)  # campaign -> first exposure t, awaiting a visit
-    near: set[tuple[str, str]] = field(default_factory=set)  # (zone, campaign) proximity triggers fired
+    market: dict[str, bool] = field(default_factory=dict)  # brand -> may_market, cached until consents change
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +145,13 @@ class CampaignEngine:
         self._dwell_thresholds: dict[str, tuple[float, ...]] = {}
         self._proximity: dict[str, tuple[_ProximityTarget, ...]] = {}
         self._prox_boxes: dict[str, FloatArray] = {}  # floor -> (targets, 4) boxes grown by radius + hysteresis
-        self._prox_target_of: dict[tuple[str, str], tuple[str, int]] = {}  # (zone, campaign) -> (floor, index)
+        self._prox_col0: dict[str, int] = {}  # floor -> column of its first target in the fired matrices
         self._prox_edges: dict[str, tuple[FloatArray, FloatArray, FloatArray]] = {}  # padded edges, radii
         self._shoppers: dict[str, _Shopper] = {}
-        self._near_shoppers: set[str] = set()  # shoppers with a fired proximity trigger awaiting re-arm
+        self._schedule_memo: dict[tuple[str, int], bool] = {}  # (campaign, UTC minute) -> in schedule
+        self._quiet_memo: dict[int, bool] = {}  # local minute of day -> in the venue's quiet hours
+        self._quiet_policy: ProtectionPolicy | None = None
+        self._fired = FiredTriggers()  # proximity triggers fired and not yet re-armed, per shopper and target
         self._timers: list[tuple[float, int, str, str, float, float]] = []  # due, seq, shopper, zone, enter, dwell
         self._timer_seq = 0
         self._last_sweep = now
@@ -211,6 +216,7 @@ class CampaignEngine:
                 if c.trigger.kind == "dwell":
                     dwell.setdefault(zid, set()).add(c.trigger.dwell_s)
         self._index = {k: tuple(sorted(v, key=_rank)) for k, v in index.items()}
+        self._schedule_memo.clear()
         self._dwell_thresholds = {z: tuple(sorted(v)) for z, v in dwell.items()}
         by_floor: dict[str, list[_ProximityTarget]] = {}
         for (zid, radius), cs in sorted(prox.items()):
@@ -220,19 +226,21 @@ class CampaignEngine:
                 _ProximityTarget(zid, zone.floor, radius, tuple(sorted(cs, key=_rank)), starts, vecs))
         self._proximity = {f: tuple(v) for f, v in by_floor.items()}
         self._prox_boxes = {}
-        self._prox_target_of = {}
+        self._prox_col0 = {}
         self._prox_edges = {}
+        columns: list[tuple[str, frozenset[str]]] = []
         for f, targets in self._proximity.items():
+            self._prox_col0[f] = len(columns)
+            columns += [(tg.zone, frozenset(c.id for c in tg.campaigns)) for tg in targets]
             boxes = np.empty((len(targets), 4), dtype=np.float64)
             for j, tg in enumerate(targets):
                 grow = tg.radius_m + PROXIMITY_HYSTERESIS_M
                 boxes[j] = (tg.starts[:, 0].min() - grow, tg.starts[:, 1].min() - grow,
                             tg.starts[:, 0].max() + grow, tg.starts[:, 1].max() + grow)
-                for c in tg.campaigns:
-                    self._prox_target_of[(tg.zone, c.id)] = (f, j)
             self._prox_boxes[f] = boxes
             starts, vecs = pad_edges([self._zones[tg.zone].polygon for tg in targets])
             self._prox_edges[f] = (starts, vecs, np.array([tg.radius_m for tg in targets]))
+        self._fired.retarget(columns)
 
     # ------------------------------------------------------------------------------------ shoppers
 
@@ -244,6 +252,7 @@ class CampaignEngine:
                 prev = s.consents.get(consent.scope)
                 if prev is None or consent.t >= prev.t:
                     s.consents[consent.scope] = consent
+                    s.market.clear()
 
     def consents(self, shopper: str, now: float) -> dict[str, Consent]:
         with self._lock:
@@ -303,7 +312,7 @@ class CampaignEngine:
         """Drop a shopper's in-memory state (after the store deleted their data)."""
         with self._lock:
             self._shoppers.pop(shopper, None)
-            self._near_shoppers.discard(shopper)
+            self._fired.release(shopper)
 
     def _apply_offer_state(self, s: _Shopper, offer_id: str, campaign: str, state: OfferState, t: float) -> None:
         if state in ("dismissed", "redeemed") and s.open_offer == offer_id:
@@ -516,61 +525,56 @@ class CampaignEngine:
                    out: list[Decision]) -> None:
         """Proximity triggers over columns of positions. Bounding boxes (grown by radius and hysteresis)
         prefilter all positions of a floor against all its targets at once; exact distances follow for
-        the pairs inside, in one batch; Python runs only for the hits."""
+        the pairs inside, in one batch; re-arming and "already fired" are array operations on the
+        ``FiredTriggers`` matrices. Python runs only for the hits that fire."""
         if not self._proximity or len(ts) == 0:
             return
-        for floor in sorted(set(floors.tolist())):
-            sel = np.flatnonzero(floors == floor)
+        floor_list = floors.tolist()
+        first = floor_list[0]
+        floor_ids = [first] if floor_list.count(first) == len(floor_list) else sorted(set(floor_list))
+        fired = self._fired
+        for floor in floor_ids:
+            sel = None if len(floor_ids) == 1 else np.flatnonzero(floors == floor)
+            fdevs: list[str] = (devs if sel is None else devs[sel]).tolist()
+            rows = fired.rows(fdevs)
             targets = self._proximity.get(floor, ())
-            within: set[tuple[int, int]] = set()  # (position, target) pairs within radius + hysteresis
-            near: list[tuple[int, int]] = []
-            fx, fy = xs[sel], ys[sel]
-            if targets:
-                box = self._prox_boxes[floor]
-                inbox = ((fx[:, None] >= box[None, :, 0]) & (fx[:, None] <= box[None, :, 2])
-                         & (fy[:, None] >= box[None, :, 1]) & (fy[:, None] <= box[None, :, 3]))
-                ii, jj = np.nonzero(inbox)
-                if len(ii):
-                    starts, vecs, radius = self._prox_edges[floor]
-                    d = distance_pairs(fx[ii], fy[ii], starts[jj], vecs[jj])
-                    if self._near_shoppers:
-                        keep = d <= radius[jj] + PROXIMITY_HYSTERESIS_M
-                        within = set(zip(ii[keep].tolist(), jj[keep].tolist(), strict=True))
-                    hit = d <= radius[jj]
-                    order = np.lexsort((ii[hit], jj[hit]))  # by target, then by position
-                    near = list(zip(ii[hit][order].tolist(), jj[hit][order].tolist(), strict=True))
-            fdevs = devs[sel]
-            if self._near_shoppers:
-                self._rearm(fdevs.tolist(), floor, within)
-            for i, j in near:
-                target = targets[j]
-                dev = str(fdevs[i])
-                t = float(ts[sel[i]])
+            col0 = self._prox_col0.get(floor, 0)
+            if not targets:
+                fired.rearm(rows, col0, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+                continue
+            fx, fy = (xs, ys) if sel is None else (xs[sel], ys[sel])
+            box = self._prox_boxes[floor]
+            inbox = ((fx[:, None] >= box[None, :, 0]) & (fx[:, None] <= box[None, :, 2])
+                     & (fy[:, None] >= box[None, :, 1]) & (fy[:, None] <= box[None, :, 3]))
+            ii, jj = np.nonzero(inbox)
+            if len(ii) == 0:
+                fired.rearm(rows, col0, ii, jj)
+                continue
+            starts, vecs, radius = self._prox_edges[floor]
+            d = distance_pairs(fx[ii], fy[ii], starts[jj], vecs[jj])
+            keep = d <= radius[jj] + PROXIMITY_HYSTERESIS_M
+            fired.rearm(rows, col0, ii[keep], jj[keep])
+            hit = d <= radius[jj]
+            order = np.lexsort((ii[hit], jj[hit]))  # by target, then by position
+            hi, hj = ii[hit][order], jj[hit][order]
+            todo = np.flatnonzero(~fired.all[rows[hi], col0 + hj])
+            if todo.size == 0:
+                continue
+            for i, j in zip(hi[todo].tolist(), hj[todo].tolist(), strict=True):
+                row, col = int(rows[i]), col0 + j
+                if fired.all[row, col]:
+                    continue  # fired earlier in this window (the shopper was positioned twice)
+                done = fired.partial.get((row, col))
+                dev = fdevs[i]
+                t = float(ts[i if sel is None else sel[i]])
                 s = self._shopper(dev, t)
-                armed = tuple(c for c in target.campaigns if (target.zone, c.id) not in s.near)
+                target = targets[j]
+                armed = target.campaigns if done is None else tuple(c for c in target.campaigns if c.id not in done)
+                fired.fire(row, col)
                 if not armed:
                     continue
                 self._touch(s, dev, t)
-                for c in armed:
-                    s.near.add((target.zone, c.id))
-                self._near_shoppers.add(dev)
                 self._decide(s, dev, armed, "proximity", target.zone, floor, t, out)
-
-    def _rearm(self, devs: list[str], floor: str, within: set[tuple[int, int]]) -> None:
-        """Forget fired proximity triggers of shoppers now beyond radius + hysteresis (or on another floor)."""
-        index = {d: i for i, d in enumerate(devs)}
-        for dev in [d for d in self._near_shoppers if d in index]:
-            s = self._shoppers.get(dev)
-            if s is None:
-                self._near_shoppers.discard(dev)
-                continue
-            i = index[dev]
-            for key in list(s.near):
-                where = self._prox_target_of.get(key)
-                if where is None or where[0] != floor or (i, where[1]) not in within:
-                    s.near.discard(key)
-            if not s.near:
-                self._near_shoppers.discard(dev)
 
     # ------------------------------------------------------------------------------------ rules
 
@@ -598,21 +602,32 @@ class CampaignEngine:
         if c.status != "active":
             return "paused"
         sched = c.schedule
-        if (sched.windows or sched.weekdays or sched.start_date or sched.end_date) and not in_schedule(sched, local):
-            return "out_of_schedule"
+        if sched.windows or sched.weekdays or sched.start_date or sched.end_date:
+            key = (c.id, int(t // 60.0))  # a schedule is minute-grained; the campaign's local minute decides
+            ok = self._schedule_memo.get(key)
+            if ok is None:
+                ok = in_schedule(sched, local)
+                if len(self._schedule_memo) >= MEMO_MAX:
+                    self._schedule_memo.clear()
+                self._schedule_memo[key] = ok
+            if not ok:
+                return "out_of_schedule"
         usage = self._usage[c.id]
         if c.budget.max_vouchers is not None and usage.total >= c.budget.max_vouchers:
             return "budget_total"
         if c.budget.max_per_day is not None and usage.day == local.day and usage.day_count >= c.budget.max_per_day:
             return "budget_daily"
-        if not may_market(s.consents, c.brand):
+        market = s.market.get(c.brand)
+        if market is None:
+            market = s.market[c.brand] = may_market(s.consents, c.brand)
+        if not market:
             return "no_consent"
         if not in_audience(c.audience, s.profile):
             return "audience"
         if outranked:
             return "outranked"
         p = self.policy
-        if in_quiet_hours(p.quiet_hours, local) or (s.profile.quiet_hours and
+        if self._venue_quiet(local) or (s.profile.quiet_hours and
                                                     in_quiet_hours(s.profile.quiet_hours, local)):
             return "quiet_hours"
         if t < s.dismissed_until or t < s.campaign_dismissed_until.get(c.id, -1e18):
@@ -635,6 +650,16 @@ class CampaignEngine:
         if in_holdout(c.id, shopper, c.holdout_pct):
             return "holdout"
         return "sent"
+
+    def _venue_quiet(self, local: LocalTime) -> bool:
+        """The venue's quiet hours at ``local`` (memoised per local minute for the current policy)."""
+        if self._quiet_policy is not self.policy:
+            self._quiet_policy = self.policy
+            self._quiet_memo.clear()
+        quiet = self._quiet_memo.get(local.minute)
+        if quiet is None:
+            quiet = self._quiet_memo[local.minute] = in_quiet_hours(self.policy.quiet_hours, local)
+        return quiet
 
     def _send(self, c: Campaign, s: _Shopper, shopper: str, t: float, local: LocalTime, zone: str | None) -> Offer:
         offer_id = offer_id_for(self._secret, c.id, shopper, t)
@@ -676,7 +701,7 @@ class CampaignEngine:
         idle = [k for k, s in self._shoppers.items() if now - s.last_t > SHOPPER_IDLE_EVICT_S and not s.stays]
         for k in idle:
             del self._shoppers[k]
-            self._near_shoppers.discard(k)
+        self._fired.keep_only(set(self._shoppers))
         for s in self._shoppers.values():
             _prune(s.sent_times, now - DAY_S)
             for times in s.campaign_times.values():

@@ -21,10 +21,11 @@ class LocalTime:
     date: dt.date
     weekday: int  # 0 = Monday
     minute: int  # minutes after local midnight
+    day: str = ""  # the date as ISO text (budget days are keyed by it); filled in when left empty
 
-    @property
-    def day(self) -> str:
-        return self.date.isoformat()
+    def __post_init__(self) -> None:
+        if not self.day:
+            object.__setattr__(self, "day", self.date.isoformat())
 
 
 class LocalTimes:
@@ -38,18 +39,18 @@ class LocalTimes:
         except (ZoneInfoNotFoundError, ValueError):
             raise CampaignValidationError("venue.timezone", f"unknown time zone {tz_name!r}") from None
         self.tz_name = tz_name
-        self._cache: dict[int, tuple[dt.date, int, int]] = {}
+        self._cache: dict[int, LocalTime] = {}
 
     def at(self, t: float) -> LocalTime:
         utc_minute = int(t // 60)
         hit = self._cache.get(utc_minute)
         if hit is None:
             local = dt.datetime.fromtimestamp(utc_minute * 60, self.tz)
-            hit = (local.date(), local.weekday(), local.hour * 60 + local.minute)
+            hit = LocalTime(local.date(), local.weekday(), local.hour * 60 + local.minute)
             if len(self._cache) >= LOCAL_TIME_CACHE_MAX:
                 self._cache.clear()
             self._cache[utc_minute] = hit
-        return LocalTime(hit[0], hit[1], hit[2])
+        return hit
 
     def day(self, t: float) -> str:
         return self.at(t).day

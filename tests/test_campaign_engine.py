@@ -20,7 +20,8 @@ from campaigns import (
     Trigger,
     verify_voucher,
 )
-from positioning.live import StepResult, ZoneEvent
+from campaigns.engine import PositionColumns
+from positioning.live import Fix, StepResult, ZoneEvent
 from tests.fakes.campaign_factories import (
     SECRET,
     T0,
@@ -268,6 +269,32 @@ def test_proximity_fires_when_within_radius_and_rearms_after_moving_away() -> No
     assert d2.sent
 
 
+def test_proximity_state_across_windows_campaign_edits_and_forgetting() -> None:
+    near = Trigger("proximity", radius_m=3.0)
+    eng, _ = make_engine(campaign("a-near", trigger=near, caps=ShopperCaps(None, None, None)), policy=NO_LIMITS)
+    opt_in(eng, "s1")
+    opt_in(eng, "s2")
+    # Two positions of one shopper in one window: fires once; the last position (far) re-arms next window.
+    out = eng.on_window([], T0, PositionColumns.from_fixes([fix("s1", T0, 11.5, 8.0), fix("s1", T0 + 0.5, 15.0, 8.0)]))
+    assert reasons(out) == [("a-near", "sent")]
+    assert eng.on_fixes([fix("s1", T0 + 1, 15.0, 8.0)], T0 + 1) == []
+    # A campaign added to the same zone while the shopper stands there fires on the next position; the
+    # one that already fired does not fire again.
+    eng.put_campaign(campaign("b-near", trigger=near, caps=ShopperCaps(None, None, None)))
+    assert reasons(eng.on_fixes([fix("s1", T0 + 2, 15.0, 8.0)], T0 + 2)) == [("b-near", "sent")]
+    assert eng.on_fixes([fix("s1", T0 + 3, 15.0, 8.0)], T0 + 3) == []
+    # Seen on another floor: both re-arm.
+    upstairs = Fix("s1", T0 + 4, 15.0, 8.0, "L2", 1.0, None)
+    assert eng.on_fixes([upstairs], T0 + 4) == []
+    assert sorted(reasons(eng.on_fixes([fix("s1", T0 + 5, 15.0, 8.0)], T0 + 5))) == [("a-near", "sent"),
+                                                                                    ("b-near", "outranked")]
+    # Another shopper is independent; a forgotten shopper starts armed.
+    assert len(eng.on_fixes([fix("s2", T0 + 6, 15.0, 8.0)], T0 + 6)) == 2
+    eng.forget("s2")
+    opt_in(eng, "s2")
+    assert len(eng.on_fixes([fix("s2", T0 + 7, 15.0, 8.0)], T0 + 7)) == 2
+
+
 def test_exit_without_visiting_a_zone() -> None:
     c = campaign("come-back", brand="corner-store", zones=("store",),
                  trigger=Trigger("exit_without", without=("checkout",)), caps=ShopperCaps(None, None, None))
@@ -323,3 +350,32 @@ def test_visit_conversion_after_exposure_is_recorded() -> None:
     exposed = {k[1] for k in store.exposures}
     assert exposed == {"a", "b", "c", "d"}
     assert {s for (_, s) in store.visited} == exposed
+
+
+def test_fired_trigger_matrices_grow_recycle_rows_and_judge_the_last_position() -> None:
+    import numpy as np
+
+    from campaigns.proximity_state import ROWS_START, FiredTriggers
+
+    f = FiredTriggers()
+    f.retarget([("z1", frozenset({"a"})), ("z2", frozenset({"b", "c"}))])
+    devs = [f"d{i}" for i in range(ROWS_START + 10)]
+    rows = f.rows(devs)
+    assert len(set(rows.tolist())) == len(devs) and f.all.shape[0] >= len(devs)
+    f.fire(int(rows[-1]), 1)
+    # d-last positioned twice: near target 1 first, then away; the last position re-arms it.
+    two = f.rows([devs[-1], devs[-1]])
+    f.rearm(two, 0, np.array([0]), np.array([1]))
+    assert not f.all[int(rows[-1]), 1]
+    f.fire(int(rows[-1]), 1)
+    f.rearm(two, 0, np.array([1]), np.array([1]))  # now the last position is the near one: stays fired
+    assert f.all[int(rows[-1]), 1]
+    # A re-index that adds a campaign to z2 keeps b, c fired and arms only the new one.
+    f.retarget([("z2", frozenset({"b", "c", "d"})), ("z1", frozenset({"a"}))])
+    r = int(rows[-1])
+    assert f.any[r, 0] and not f.all[r, 0] and f.partial[(r, 0)] == {"b", "c"}
+    f.release(devs[-1])
+    assert not f.any[r].any() and (r, 0) not in f.partial
+    assert int(f.rows(["newcomer"])[0]) == r  # the freed row is reused
+    f.keep_only({"newcomer"})
+    assert f.shopper_count() == 1

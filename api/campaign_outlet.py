@@ -2,7 +2,7 @@
 
 Offers go out as ``{"type": "offer", ...}`` on ``instore/v1/<venue>/events`` and into the live
 feed; the campaign engine has already stored them, so the shopper API (``/v1/shoppers/{id}/offers``)
-serves them as soon as this returns: within one commit (~0.5 s) of the zone entry.
+serves them as soon as this returns: within one commit (~0.25-0.5 s) of the zone entry.
 """
 
 from __future__ import annotations

@@ -438,9 +438,11 @@ class SqliteCampaignStore:
         return counts
 
     def purge_before(self, t: float) -> int:
-        """Retention: delete decisions and zone last-seen times older than ``t``."""
+        """Retention: delete decisions, zone last-seen times and till idempotency keys older than ``t``
+        (offers, exposures and redemptions stay: budgets and attribution are counted from them)."""
         with self._tx() as db:
             n = db.execute("DELETE FROM campaign_decisions WHERE t < ?", (t,)).rowcount
             n += db.execute("DELETE FROM campaign_decision_counts WHERE hour < ?", (t,)).rowcount
             n += db.execute("DELETE FROM campaign_zone_seen WHERE t < ?", (t,)).rowcount
+            n += db.execute("DELETE FROM campaign_idempotency WHERE t < ?", (t,)).rowcount
         return int(n)

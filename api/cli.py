@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mqtt")
     p.add_argument("--http")
     p.add_argument("--db")
+    p.add_argument("--gateway-config", help="YAML/JSON of gateway settings, published retained to each "
+                                            "gateway's config topic")
     p.set_defaults(func=_lazy("api.serve:cmd_serve"))
 
     p = sub.add_parser("gateway", help="the BLE gateway agent")

@@ -1,5 +1,9 @@
 """Synthetic gateways for the demo: publishes the wire protocol for a simulated mall, in real or
-accelerated time. Uses ``SyntheticMall`` (``api/synthetic_traffic.py``) and one MQTT connection."""
+accelerated time. Uses ``SyntheticMall`` (``api/synthetic_traffic.py``) and one MQTT connection through
+the gateway agent's own publisher (``beacon_gateway.PahoPublisher``: QoS 1, reconnect backoff, TLS).
+
+The demo normally runs the simulator's gateways (``simulations.live``); this is the fallback when the
+simulator package is not installed."""
 
 from __future__ import annotations
 
@@ -9,16 +13,15 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
-from api.mqtt_ingest import parse_mqtt_url
+from api.errors import EngineError
 from api.synthetic_traffic import SyntheticMall
+from beacon_gateway import PahoPublisher
 from beacon_gateway.wire import encode_batch, readings_topic, status_topic
 from positioning.venue import Venue
 
 BATCH_PERIOD_S: Final = 1.0  # simulated gateways publish one batch per second of simulated time
 MAX_CATCH_UP_STEPS: Final = 50  # a slow machine skips simulated time rather than falling ever further behind
+CONNECT_TIMEOUT_S: Final = 10.0  # the demo's broker runs on this machine: it answers at once or not at all
 
 
 class DemoGateways:
@@ -28,14 +31,11 @@ class DemoGateways:
         self.mall = SyntheticMall(venue, shoppers, seed=seed)
         self.speed = speed
         self.clock = clock
-        url = parse_mqtt_url(broker_url)
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"instore-demo-gateways-{venue.id}")
-        self.client.max_inflight_messages_set(1000)
-        self.client.max_queued_messages_set(0)
-        if url.username:
-            self.client.username_pw_set(url.username, url.password)
-        self.client.connect(url.host, url.port)
-        self.client.loop_start()
+        self.publisher = PahoPublisher(broker_url, f"instore-demo-gateways-{venue.id}", clean_session=True)
+        self.publisher.start()
+        if not self.publisher.wait_connected(CONNECT_TIMEOUT_S):
+            self.publisher.close(0.0)
+            raise EngineError(f"demo gateways: broker {broker_url} did not answer within {CONNECT_TIMEOUT_S:g} s")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-gateways", daemon=True)
         self.published = 0
@@ -43,8 +43,8 @@ class DemoGateways:
 
     def start(self) -> DemoGateways:
         for a in self.venue.anchors:
-            self.client.publish(status_topic(self.venue.id, a.id),
-                                json.dumps({"state": "online", "kind": "synthetic"}).encode(), qos=1, retain=True)
+            self.publisher.publish(status_topic(self.venue.id, a.id),
+                                   json.dumps({"state": "online", "kind": "synthetic"}).encode(), qos=1, retain=True)
         self._thread.start()
         return self
 
@@ -56,7 +56,7 @@ class DemoGateways:
             steps = 0
             while self.sim_t + BATCH_PERIOD_S <= target and steps < MAX_CATCH_UP_STEPS:
                 for b in self.mall.step(self.sim_t, BATCH_PERIOD_S):
-                    self.client.publish(readings_topic(self.venue.id, b.gw), encode_batch(b), qos=1)
+                    self.publisher.publish(readings_topic(self.venue.id, b.gw), encode_batch(b), qos=1)
                     self.published += 1
                 self.sim_t += BATCH_PERIOD_S
                 steps += 1
@@ -68,5 +68,4 @@ class DemoGateways:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(5)
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.publisher.close()

@@ -25,17 +25,17 @@ from api.const import (
     COMMIT_MIN_S,
     ENGINE_CLIENT_ID_PREFIX,
     INGEST_QUEUE_MAX,
-    POSITION_HISTORY_S,
-    RETENTION_SWEEP_S,
     TICK_S,
 )
 from api.errors import EngineError, IngestError
+from api.gateway_config import load_gateway_configs, publish_gateway_configs
 from api.live_view import LiveView
 from api.messages import Routes, decode_message
 from api.mqtt_ingest import MqttIngest, MqttItem, parse_mqtt_url
 from api.mqtt_outlet import MqttOutlet
 from api.pipeline import Outlet, Pipeline
 from api.pseudonyms import Pseudonymizer
+from api.retention import RetentionJob
 from api.settings import Settings
 from api.sqlite_store import SqliteStore
 from positioning.live import LiveLocator, anchors_from_venue
@@ -109,6 +109,11 @@ class Engine:
         self.campaign_outlet: Any = None
         if with_campaigns:
             self._wire_campaigns()
+        self.retention = RetentionJob(settings.retention_days, self.store, self.campaign_store)
+        self.retention_failures = 0
+        self.gateway_configs: dict[str, bytes] = (load_gateway_configs(settings.gateway_config, venue)
+                                                  if settings.gateway_config is not None else {})
+        self.gateway_configs_published = 0
         first: list[Outlet] = [self.campaign_outlet] if self.campaign_outlet is not None else []
         self.pipeline.outlets = [*first, self.live, self.mqtt_out, *outlets]
         if self.timeseries is not None:
@@ -117,7 +122,6 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # guards pipeline state touched by API threads (scan pseudonyms only)
         self.failure: str | None = None
-        self._last_sweep = 0.0
 
     def _wire_campaigns(self) -> None:
         from api.campaign_outlet import CampaignOutlet
@@ -136,6 +140,9 @@ class Engine:
 
     def start(self) -> Engine:
         self.ingest.start()
+        if self.gateway_configs:  # retained: queued by the client until connected, kept by the broker
+            self.gateway_configs_published = publish_gateway_configs(self.ingest.publish, self.venue.id,
+                                                                     self.gateway_configs)
         self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
         self._thread.start()
         return self
@@ -200,8 +207,8 @@ class Engine:
                 if due:
                     self._commit(now)
                     last_commit = now
-                if now - self._last_sweep >= RETENTION_SWEEP_S:
-                    self._sweep(now)
+                if self.retention.due(now):
+                    self._purge(now)
         except Exception as exc:  # the engine must not die silently: report it on /healthz and in the log
             self.failure = f"{type(exc).__name__}: {exc}"
             log.exception("engine loop failed")
@@ -223,12 +230,12 @@ class Engine:
         c = self.pipeline.commit(now)
         self.ingest.ack(c.acks)
 
-    def _sweep(self, now: float) -> None:
-        self._last_sweep = now
-        keep_s = self.settings.retention_days * 86_400.0
-        n = self.store.purge(now - keep_s, now - POSITION_HISTORY_S)
-        if n:
-            log.info("retention: purged %d rows", n)
+    def _purge(self, now: float) -> None:
+        try:
+            self.retention.run(now)
+        except Exception:  # a locked or full database must not stop the engine: retried next period
+            self.retention_failures += 1
+            log.exception("retention job failed")
 
     # -------------------------------------------------------------------------------------- metrics
 
@@ -255,6 +262,8 @@ class Engine:
                                 "failures": self.campaign_outlet.failures}
         if self.timeseries is not None:
             out["timeseries"] = self.timeseries.stats()
+        out["retention"] = {**self.retention.stats(), "failures": self.retention_failures}
+        out["gateway_config"] = {"gateways": len(self.gateway_configs), "published": self.gateway_configs_published}
         return out
 
 

@@ -78,7 +78,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from api.settings import SettingsError, load_settings
 
     try:
-        settings = load_settings(venue=args.venue, mqtt_url=args.mqtt, http=args.http, db=args.db)
+        settings = load_settings(venue=args.venue, mqtt_url=args.mqtt, http=args.http, db=args.db,
+                                 gateway_config=getattr(args, "gateway_config", None))
     except SettingsError as exc:
         raise CliError(str(exc)) from None
     configure_logging(settings.log_level)

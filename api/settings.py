@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     influx_org: str = "instore"
     influx_bucket: str = "instore"
     retention_days: int = Field(default=90, ge=1, le=3650)
+    gateway_config: Path | None = None  # YAML/JSON published as each gateway's retained .../config message
     log_level: str = "INFO"
     mqtt_client_id: str | None = None  # default: instore-engine-<venue id> (fixed, so the broker keeps the session)
     mqtt_shared_group: str | None = None  # subscribe as $share/<group>/... to split a venue's load between workers

@@ -217,6 +217,17 @@ def huber_weights(res: FloatArray, k: float = HUBER_K) -> FloatArray:
     return np.asarray(np.where(a <= k, 1.0, k / np.maximum(a, 1e-300)), dtype=np.float64)
 
 
+def centroid_guess(prob: FixProblem) -> FloatArray:
+    """(B, 3): the power-weighted centroid of all heard anchors, with its conditional best offset."""
+    heard = prob.w > 0
+    lin = np.where(heard, 10.0 ** ((prob.r - prob.r.max(axis=1, keepdims=True)) / 10.0), 0.0)
+    lin = lin / np.maximum(lin.sum(axis=1, keepdims=True), 1e-12)
+    x = np.clip((lin * prob.ax).sum(1), prob.lo[:, 0], prob.hi[:, 0])
+    y = np.clip((lin * prob.ay).sum(1), prob.lo[:, 1], prob.hi[:, 1])
+    _, off = screening_cost(prob, x, y)
+    return np.stack([x, y, off], axis=1)
+
+
 def initial_guesses(prob: FixProblem, starts: int = 1) -> FloatArray:
     """(starts, B, 3) starting points: the best-scoring, well separated candidates among the strongest
     heard anchors' positions, the weighted centroid of the strongest three and a coarse grid over the
@@ -288,8 +299,7 @@ def solve(prob: FixProblem, theta0: FloatArray | None = None, iterations: int = 
     """
     if theta0 is not None:
         return _solve_from(prob, theta0.copy(), iterations)
-    guesses = initial_guesses(prob, starts)
-    sol = _solve_from(prob, guesses[0], iterations)
+    sol = _solve_from(prob, centroid_guess(prob), iterations)
     if starts == 1:
         return sol
     # Fixes that ended poorly (high cost per heard reading) try their other starting points.
@@ -298,9 +308,10 @@ def solve(prob: FixProblem, theta0: FloatArray | None = None, iterations: int = 
     if retry.shape[0] == 0:
         return sol
     sub = _subset(prob, retry)
+    guesses = initial_guesses(sub, starts)  # candidates are scored only for the fixes that need them
     x, y, off, acc, cost, cov = (a.copy() for a in (sol.x, sol.y, sol.offset, sol.accuracy_m, sol.cost, sol.cov))
     for s_i in range(1, starts):
-        alt = _solve_from(sub, guesses[s_i][retry], iterations)
+        alt = _solve_from(sub, guesses[s_i], iterations)
         better = alt.cost < cost[retry] - RETRY_MARGIN  # a clearly better fit, not a near tie far away
         tgt = retry[better]
         x[tgt], y[tgt], off[tgt] = alt.x[better], alt.y[better], alt.offset[better]

@@ -168,6 +168,9 @@ def build_app(engine: Engine) -> FastAPI:
     def delete(device: str) -> dict[str, Any]:
         """Forget a shopper: positions, visits, sessions, events, and their campaign data."""
         deleted = {"engine": engine.store.delete_device(device)}
+        keys = getattr(app.state, "keys", None)
+        if keys is not None:
+            keys.forget_shopper(device)  # a new consent issues a new token
         if engine.campaign_store is not None:
             deleted["campaigns"] = sum(engine.campaign_store.delete_shopper(device).values())
             engine.campaigns.forget(device)
@@ -178,6 +181,14 @@ def build_app(engine: Engine) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     _mount_optional_routers(app, engine)
+    if engine.settings.auth:
+        from api.auth import KeyStore, install
+
+        def campaign_brand(campaign_id: str) -> str | None:
+            c = engine.campaigns.campaign(campaign_id) if engine.campaigns is not None else None
+            return None if c is None else str(c.brand)
+
+        install(app, KeyStore(engine.settings.db), campaign_brand)
     return app
 
 

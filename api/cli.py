@@ -208,6 +208,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--png", help="write the floor plan here")
     v.set_defaults(func=cmd_venue_show)
 
+    p = sub.add_parser("keys", help="API keys for brands, tills and operators (INSTORE_AUTH=true)")
+    ksub = p.add_subparsers(dest="keys_command", metavar="ACTION")
+    ksub.required = True
+    k = ksub.add_parser("create", help="create a key and print its token (shown once)")
+    k.add_argument("--kind", required=True, choices=("admin", "brand", "till"))
+    k.add_argument("--scope", help="brand id (brand keys) or the till's store zone id (till keys)")
+    k.add_argument("--db")
+    k = ksub.add_parser("list", help="list keys (never their tokens)")
+    k.add_argument("--db")
+    k = ksub.add_parser("revoke", help="revoke a key by id")
+    k.add_argument("id")
+    k.add_argument("--db")
+    p.set_defaults(func=_lazy("api.key_commands:cmd_keys"))
+
     p = sub.add_parser("bench", help="benchmarks, measured side by side with their baselines")
     p.add_argument("name")
     p.add_argument("--json", required=True, help="write the results here")

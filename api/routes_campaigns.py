@@ -25,9 +25,10 @@ from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Path, Response
+from fastapi import APIRouter, Header, HTTPException, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.auth import principal_of
 from api.campaign_store import SqliteCampaignStore
 from campaigns.attribution import build_report
 from campaigns.codec import campaign_from_dict, campaign_to_dict, profile_to_dict
@@ -200,14 +201,30 @@ def build_router(engine: CampaignEngine, store: SqliteCampaignStore | None = Non
 
     # ---------------------------------------------------------------------------- brands
 
+    def own_brand(request: Request, brand: str) -> None:
+        who = principal_of(request)
+        if who is not None and who.kind == "brand" and who.scope != brand:
+            raise HTTPException(403, {"error": "forbidden", "field": "brand",
+                                      "message": f"this key is for brand {who.scope!r}, not {brand!r}"})
+
+    def own_store(request: Request, store_zone: str) -> None:
+        who = principal_of(request)
+        if who is not None and who.kind == "till" and who.scope != store_zone:
+            raise HTTPException(403, {"error": "forbidden", "field": "store",
+                                      "message": f"this till key is for {who.scope!r}, not {store_zone!r}"})
+
     @router.post("/campaigns", status_code=201)
-    def create_campaign(body: CampaignIn) -> dict[str, Any]:
+    def create_campaign(body: CampaignIn, request: Request) -> dict[str, Any]:
+        own_brand(request, body.brand)
         if engine.campaign(body.id) is not None:
             raise HTTPException(409, {"error": "exists", "message": f"campaign {body.id!r} exists; PUT to replace"})
         return put(body, clock())
 
     @router.get("/campaigns")
-    def list_campaigns(brand: str | None = None) -> list[dict[str, Any]]:
+    def list_campaigns(request: Request, brand: str | None = None) -> list[dict[str, Any]]:
+        who = principal_of(request)
+        if who is not None and who.kind == "brand":
+            brand = who.scope  # a brand sees its own campaigns only
         return [campaign_to_dict(c) for c in engine.campaigns() if brand is None or c.brand == brand]
 
     @router.get("/campaigns/{campaign_id}")
@@ -215,7 +232,8 @@ def build_router(engine: CampaignEngine, store: SqliteCampaignStore | None = Non
         return campaign_to_dict(find(campaign_id))
 
     @router.put("/campaigns/{campaign_id}")
-    def replace_campaign(campaign_id: str, body: CampaignIn) -> dict[str, Any]:
+    def replace_campaign(campaign_id: str, body: CampaignIn, request: Request) -> dict[str, Any]:
+        own_brand(request, body.brand)
         if body.id != campaign_id:
             raise HTTPException(422, {"error": "invalid_campaign", "field": "id",
                                       "message": f"body id {body.id!r} differs from the path's {campaign_id!r}"})
@@ -238,10 +256,19 @@ def build_router(engine: CampaignEngine, store: SqliteCampaignStore | None = Non
     # ---------------------------------------------------------------------------- shoppers
 
     @router.put("/shoppers/{shopper}/consents")
-    def set_consent(shopper: ShopperId, body: ConsentIn) -> dict[str, Any]:
+    def set_consent(shopper: ShopperId, body: ConsentIn, request: Request) -> dict[str, Any]:
         consent = Consent(shopper, body.scope, body.granted, clock(), body.source)
+        keys = getattr(request.app.state, "keys", None)
+        token = None
+        if keys is not None and principal_of(request) is None:  # guarded app, first consent of this device
+            token = keys.issue_shopper_token(shopper)
+            if token is None:
+                raise HTTPException(401, {"error": "unauthenticated", "message": "this device already has a token"})
         engine.set_consent(consent)
-        return {"shopper": shopper, "scope": consent.scope, "granted": consent.granted, "t": consent.t}
+        out: dict[str, Any] = {"shopper": shopper, "scope": consent.scope, "granted": consent.granted, "t": consent.t}
+        if token is not None:
+            out["token"] = token  # shown once: the app keeps it for this device's routes
+        return out
 
     @router.get("/shoppers/{shopper}/consents")
     def get_consents(shopper: ShopperId) -> dict[str, Any]:
@@ -313,7 +340,7 @@ def build_router(engine: CampaignEngine, store: SqliteCampaignStore | None = Non
         return Response(qr_png(claims.code), media_type="image/png")
 
     @router.post("/redemptions")
-    def redeem(body: RedemptionIn, response: Response,
+    def redeem(body: RedemptionIn, response: Response, request: Request,
                idempotency_key: Annotated[str | None, Header(min_length=8, max_length=200)] = None
                ) -> dict[str, Any]:
         key = idempotency_key or body.idempotency_key
@@ -323,22 +350,24 @@ def build_router(engine: CampaignEngine, store: SqliteCampaignStore | None = Non
                                                  "so a retried request cannot redeem twice"})
         if body.store not in {z.id for z in venue.zones}:
             raise HTTPException(422, {"error": "invalid", "field": "store", "message": f"unknown zone {body.store!r}"})
-        request = RedemptionRequest(body.code, key, body.amount, body.store, body.staff, clock(), body.campaign,
-                                    body.shopper)
-        outcome = store.redeem(request, engine.precheck_redemption(request))
+        own_store(request, body.store)
+        till = RedemptionRequest(body.code, key, body.amount, body.store, body.staff, clock(), body.campaign,
+                                 body.shopper)
+        outcome = store.redeem(till, engine.precheck_redemption(till))
         if outcome.ok and not outcome.replayed:
             engine.note_redemption(str(outcome.body["shopper"]), str(outcome.body["offer_id"]), body.amount,
-                                   request.t)
+                                   till.t)
         response.status_code = outcome.status
         body_out = dict(outcome.body)
         body_out.pop("shopper", None)  # the till has no business knowing the pseudonym
         return body_out
 
     @router.post("/purchases", status_code=201)
-    def purchase(body: PurchaseIn) -> dict[str, Any]:
+    def purchase(body: PurchaseIn, request: Request) -> dict[str, Any]:
         """A till sale by a known shopper without a voucher: measures conversion of held-out shoppers."""
         if body.store not in {z.id for z in venue.zones}:
             raise HTTPException(422, {"error": "invalid", "field": "store", "message": f"unknown zone {body.store!r}"})
+        own_store(request, body.store)
         t = clock()
         store.record_purchase(body.shopper, body.store, body.amount, t)
         return {"shopper": body.shopper, "store": body.store, "amount": body.amount, "t": t}

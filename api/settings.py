@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     influx_org: str = "instore"
     influx_bucket: str = "instore"
     retention_days: int = Field(default=90, ge=1, le=3650)
+    auth: bool = False  # guard brand, till and shopper routes with API keys and shopper tokens (api/auth.py)
     gateway_config: Path | None = None  # YAML/JSON published as each gateway's retained .../config message
     log_level: str = "INFO"
     mqtt_client_id: str | None = None  # default: instore-engine-<venue id> (fixed, so the broker keeps the session)

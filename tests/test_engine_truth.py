@@ -13,7 +13,7 @@ import pytest
 
 from api.engine import Engine
 from api.settings import load_settings
-from beacon_gateway.wire import ReadingsBatch
+from beacon_gateway.wire import WIRE_VERSION, ReadingsBatch
 from positioning.venue import Venue, parse_venue
 from simulations.evaluation import Estimates, score, truth_of
 from simulations.local_broker import MosquittoBroker
@@ -60,7 +60,7 @@ def wire_batches(result: SimulationResult) -> list[ReadingsBatch]:
             gw, sec = keys[start]
             t0 = float(sec)
             seq[gw] = seq.get(gw, -1) + 1
-            out.append(ReadingsBatch(gw=gw, seq=seq[gw], t0=t0, dt=[float(r.t[i] - t0) for i in rows],
+            out.append(ReadingsBatch(v=WIRE_VERSION, gw=gw, seq=seq[gw], t0=t0, dt=[float(r.t[i] - t0) for i in rows],
                                      id=[str(r.device[i]) for i in rows], rssi=[float(r.rssi[i]) for i in rows],
                                      tx=[float(r.tx_power[i]) for i in rows]))
             start = k

@@ -276,24 +276,12 @@ def _tracked_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_])
     from positioning.live import Readings
 
     idx = np.flatnonzero(mask)
-    idx = idx[np.argsort(data.t[idx], kind="stable")]
-    t = data.t[idx]
-    sec = np.floor(t)
-    starts = np.flatnonzero(np.r_[True, sec[1:] != sec[:-1]])
-    ends = np.r_[starts[1:], t.shape[0]]
-    rows: list[Any] = []
-    for a, b in zip(starts, ends, strict=True):
-        sl = idx[a:b]
-        locator.push(Readings(data.t[sl], data.device[sl], data.anchor[sl], data.rssi[sl], data.tx[sl]))
-        now = math.nextafter(float(sec[a]) + 1.0, -math.inf)
-        res = locator.advance(now)
-        for f in res.fixes:
-            rows.append((f.t, f.device, f.x, f.y, f.floor or "", f.accuracy_m, f.zone or "", ""))
-    return rows
+    readings = Readings(data.t[idx], data.device[idx], data.anchor[idx], data.rssi[idx], data.tx[idx])
+    return [(f.t, f.device, f.x, f.y, f.floor or "", f.accuracy_m, f.zone or "", "")
+            for res in locator.replay(readings) for f in res.fixes]
 
 
 def _static_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_], height: float) -> list[Any]:
-    from positioning.live import TX_IS_P0
     from positioning.static import apply_fingerprints, locate_static
 
     idx = np.flatnonzero(mask)
@@ -305,11 +293,7 @@ def _static_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_], 
     fix_t = np.full(fix_keys.shape[0], -np.inf)
     np.maximum.at(fix_t, fix, data.t[idx])
     anchor = np.fromiter((locator.index[a] for a in data.anchor[idx]), dtype=np.int64, count=idx.shape[0])
-    p0 = locator.anchors.rssi_1m[anchor].copy()
-    use_tx = (locator.tx_use[anchor] == TX_IS_P0) & np.isfinite(data.tx[idx])
-    p0[use_tx] = data.tx[idx][use_tx]
-    fix_dev = np.zeros(fix_keys.shape[0], dtype=np.int64)
-    fix_dev[fix] = dev_code
+    p0 = locator.reading_p0(anchor, data.tx[idx])
     res = locate_static(locator.anchors, locator.site, fix.astype(np.int64), dev_code.astype(np.int64), fix_t,
                         anchor, data.rssi[idx], p0, fix_keys.shape[0], device_height=height)
     if locator.fingerprints is not None:

@@ -13,7 +13,8 @@ refined, and zone hysteresis turns positions into stable zones and events.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -267,11 +268,7 @@ class LiveLocator:
             if not st.prior_set:
                 self._set_offset_prior(st, r, dev_code == k, anchor)
 
-        # Phone-mode beacons without a 1 m power take the advertised one.
-        p0_reading = self.anchors.rssi_1m[anchor].copy()
-        use_tx = (self.tx_use[anchor] == TX_IS_P0) & np.isfinite(r.tx_power)
-        p0_reading[use_tx] = r.tx_power[use_tx]
-        agg = aggregate(dev_code, anchor, r.rssi, p0_reading)
+        agg = aggregate(dev_code, anchor, r.rssi, self.reading_p0(anchor, r.tx_power))
         p0_group = agg.aux
 
         sens = self._sensitivity()
@@ -335,6 +332,25 @@ class LiveLocator:
         ok = knn.ok & (knn.floor == floor)
         return replace(obs, pseudo_x=np.where(ok, knn.x, np.nan), pseudo_y=np.where(ok, knn.y, np.nan),
                        pseudo_sd=np.where(ok, sd, np.nan))
+
+    def replay(self, readings: Readings) -> Iterator[StepResult]:
+        """Feed a recording second by second (by ``t``, any input order), as the live engine would see
+        it: each step holds the readings of one second and ends just before the next, so every fix
+        uses readings up to its own time only."""
+        order = np.argsort(readings.t, kind="stable")
+        sec = np.floor(readings.t[order])
+        starts = np.flatnonzero(np.r_[True, sec[1:] != sec[:-1]]) if order.shape[0] else order
+        for a, b in zip(starts, np.r_[starts[1:], order.shape[0]], strict=True):
+            self.push(_take_idx(readings, order[a:b]))
+            yield self.advance(math.nextafter(float(sec[a]) + 1.0, -math.inf))
+
+    def reading_p0(self, anchor: IntArray, tx_power: FloatArray) -> FloatArray:
+        """Each reading's 1 m power: its anchor's, or for phone-mode beacons configured without one,
+        the measured power they advertise."""
+        p0 = self.anchors.rssi_1m[anchor].copy()
+        use_tx = (self.tx_use[anchor] == TX_IS_P0) & np.isfinite(tx_power)
+        p0[use_tx] = tx_power[use_tx]
+        return p0
 
     def _learn_links(self, rx: IntArray, tx: IntArray, rssi: FloatArray, tx_power: FloatArray) -> None:
         """Online ridge fit of each receiver's 1 m power and exponent from anchor-to-anchor readings."""
@@ -493,6 +509,10 @@ class LiveLocator:
 
 def _range(p0: FloatArray, n: FloatArray, rssi: FloatArray) -> FloatArray:
     return np.asarray(np.clip(10.0 ** ((p0 - rssi) / (10.0 * n)), 0.5, 60.0), dtype=np.float64)
+
+
+def _take_idx(r: Readings, idx: IntArray) -> Readings:
+    return Readings(r.t[idx], r.device[idx], r.anchor[idx], r.rssi[idx], r.tx_power[idx])
 
 
 def _take(r: Readings, m: npt.NDArray[np.bool_]) -> Readings:

@@ -190,7 +190,6 @@ def run_accuracy(args: argparse.Namespace) -> int:
     """``instore bench accuracy``: the simulated demo mall (shadowing 6 dB, the simulator's full radio
     channel), every reading through the engine's live locator second by second, scored against the
     simulator's truth; the Cramér-Rao bound of the same geometry for comparison."""
-    import math
 
     from positioning.live import LiveLocator, Readings
     from simulations.evaluation import Estimates, score, truth_of
@@ -207,18 +206,9 @@ def run_accuracy(args: argparse.Namespace) -> int:
     t_sim = time.perf_counter() - t0
     r = result.readings
     loc = LiveLocator.from_venue(venue)
-    order = np.argsort(r.t, kind="stable")
-    sec = np.floor(r.t[order])
-    starts = np.flatnonzero(np.r_[True, sec[1:] != sec[:-1]])
-    ends = np.r_[starts[1:], order.shape[0]]
-    rows: list[tuple[float, str, float, float, str, str]] = []
     t0 = time.perf_counter()
-    for a, b in zip(starts, ends, strict=True):
-        sl = order[a:b]
-        tx = r.tx_power[sl] if getattr(r, "tx_power", None) is not None else None
-        loc.push(Readings.from_columns(r.t[sl], r.device[sl], r.anchor[sl], r.rssi[sl], tx))
-        for f in loc.advance(math.nextafter(float(sec[a]) + 1.0, -math.inf)).fixes:
-            rows.append((f.t, f.device, f.x, f.y, f.floor or "", f.zone or ""))
+    readings = Readings.from_columns(r.t, r.device, r.anchor, r.rssi, r.tx_power)
+    rows = [(f.t, f.device, f.x, f.y, f.floor or "", f.zone or "") for res in loc.replay(readings) for f in res.fixes]
     t_engine = time.perf_counter() - t0
     est = Estimates(np.array([q[0] for q in rows]), np.array([q[1] for q in rows], dtype=object),
                     np.array([q[2] for q in rows]), np.array([q[3] for q in rows]),

@@ -57,16 +57,10 @@ def _take(r: Readings, m: np.ndarray) -> Readings:
 
 
 def run(venue: Venue, readings: Readings, cut: float | None = None) -> list[StepResult]:
-    loc = LiveLocator.from_venue(venue)
-    order = np.argsort(readings.t, kind="stable")
-    out = []
-    for s in np.unique(np.floor(readings.t[order])):
-        if cut is not None and s > cut:
-            break
-        m = (np.floor(readings.t) == s) & ((readings.t <= cut) if cut is not None else True)
-        loc.push(_take(readings, m))
-        out.append(loc.advance(math.nextafter(s + 1.0, -math.inf)))
-    return out
+    """The recording through a fresh locator, second by second; with ``cut``, only readings up to it."""
+    if cut is not None:
+        readings = _take(readings, readings.t <= cut)
+    return list(LiveLocator.from_venue(venue).replay(readings))
 
 
 STORE_PATH = [(0.0, 10.0, 1.0, "L1"), (10.0, 10.0, 5.0, "L1"), (20.0, 16.0, 9.0, "L1"), (60.0, 16.5, 9.0, "L1"),

@@ -27,7 +27,14 @@ import numpy.typing as npt
 import shapely
 from shapely.geometry import Point, Polygon
 
-from positioning.navigation import WALK_SPEED_MPS, NavGraph, NavigationError, RoutePoint, build_nav_graph
+from positioning.navigation import (
+    WALK_SPEED_MPS,
+    NavGraph,
+    NavigationError,
+    RoutePoint,
+    build_nav_graph,
+    floors_along,
+)
 from positioning.venue import Venue, Zone, zone_shape
 
 FloatArray = npt.NDArray[np.float64]
@@ -96,11 +103,7 @@ class Way:
 
     @property
     def floors(self) -> tuple[str, ...]:
-        out: list[str] = []
-        for p in self.points:
-            if not out or out[-1] != p.floor:
-                out.append(p.floor)
-        return tuple(out)
+        return floors_along(self.points)
 
 
 @dataclass(frozen=True, slots=True)

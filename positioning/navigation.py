@@ -49,6 +49,15 @@ class RoutePoint:
     y: float
 
 
+def floors_along(points: Sequence[RoutePoint]) -> tuple[str, ...]:
+    """The floors a polyline visits, in order (consecutive repeats collapsed)."""
+    out: list[str] = []
+    for p in points:
+        if not out or out[-1] != p.floor:
+            out.append(p.floor)
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """A polyline with floors; a floor change appears as two consecutive points on different floors.
@@ -64,11 +73,7 @@ class Route:
 
     @property
     def floors(self) -> tuple[str, ...]:
-        out: list[str] = []
-        for p in self.points:
-            if not out or out[-1] != p.floor:
-                out.append(p.floor)
-        return tuple(out)
+        return floors_along(self.points)
 
 
 @dataclass(frozen=True, slots=True)

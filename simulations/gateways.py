@@ -195,6 +195,11 @@ def _ibeacon_parts(device_id: str) -> tuple[str, int, int] | None:
     return uuid, int(major), int(minor)
 
 
+def _node_distance(tx: float, rssi: float) -> float:
+    """The distance these firmwares report: their own estimate with path-loss exponent 2."""
+    return round(10 ** ((tx - rssi) / 20.0), 2)
+
+
 class _NodeSink:
     """Nodes that report each device at most once per period per room: the latest RSSI of the period."""
 
@@ -227,12 +232,18 @@ class _NodeSink:
             if t - self.last.get((j, d), -np.inf) < NODE_REPORT_PERIOD_S:
                 continue
             self.last[(j, d)] = t
-            message = self.message(world.device_ids[d], self.ids[j], float(due.rssi[k]), float(due.tx_power[k]))
-            if message is not None:
-                self.publisher.publish(message[0], message[1], qos=0)
-                self.messages += 1
+            device = world.device_ids[d]
+            parts = _ibeacon_parts(device)
+            if parts is None:  # these nodes report iBeacons only
+                continue
+            rssi, tx = float(due.rssi[k]), float(due.tx_power[k])
+            topic, body = self.message(device, parts, self.ids[j], rssi, tx, _node_distance(tx, rssi))
+            self.publisher.publish(topic, json.dumps(body, separators=(",", ":")).encode(), qos=0)
+            self.messages += 1
 
-    def message(self, device: str, anchor: str, rssi: float, tx: float) -> tuple[str, bytes] | None:
+    def message(self, device: str, ibeacon: tuple[str, int, int], anchor: str, rssi: float, tx: float,
+                distance: float) -> tuple[str, dict[str, object]]:
+        """Topic and JSON body of one report."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -247,17 +258,14 @@ class EspresenseNodes(_NodeSink):
         super().__init__(venue, factory, f"instore-sim-espresense-{venue.id}")
         self.prefix = prefix
 
-    def message(self, device: str, anchor: str, rssi: float, tx: float) -> tuple[str, bytes] | None:
-        parts = _ibeacon_parts(device)
-        if parts is None:
-            return None
-        uuid, major, minor = parts
+    def message(self, device: str, ibeacon: tuple[str, int, int], anchor: str, rssi: float, tx: float,
+                distance: float) -> tuple[str, dict[str, object]]:
+        uuid, major, minor = ibeacon
         dev_id = f"iBeacon:{uuid}-{major}-{minor}"
-        distance = round(10 ** ((tx - rssi) / 20.0), 2)  # ESPresense's own estimate with exponent 2
-        body = {"id": dev_id, "idType": 1, "rssi@1m": int(tx), "rssi": int(rssi), "raw": distance,
+        body: dict[str, object] = {"id": dev_id, "idType": 1, "rssi@1m": int(tx), "rssi": int(rssi), "raw": distance,
                 "distance": distance, "speed": 0.0, "mac": fake_mac(device).replace(":", "").lower(),
                 "interval": 1000}
-        return f"{self.prefix}/devices/{dev_id}/{anchor}", json.dumps(body, separators=(",", ":")).encode()
+        return f"{self.prefix}/devices/{dev_id}/{anchor}", body
 
 
 class TheengsNodes(_NodeSink):
@@ -267,17 +275,14 @@ class TheengsNodes(_NodeSink):
         super().__init__(venue, factory, f"instore-sim-theengs-{venue.id}")
         self.prefix = prefix
 
-    def message(self, device: str, anchor: str, rssi: float, tx: float) -> tuple[str, bytes] | None:
-        parts = _ibeacon_parts(device)
-        if parts is None:
-            return None
-        uuid, major, minor = parts
+    def message(self, device: str, ibeacon: tuple[str, int, int], anchor: str, rssi: float, tx: float,
+                distance: float) -> tuple[str, dict[str, object]]:
+        uuid, major, minor = ibeacon
         mac = fake_mac(device)
-        body = {"id": mac, "mac_type": 1, "rssi": int(rssi), "brand": "GENERIC", "model": "iBeacon",
+        body: dict[str, object] = {"id": mac, "mac_type": 1, "rssi": int(rssi), "brand": "GENERIC", "model": "iBeacon",
                 "model_id": "IBEACON", "mfid": "4c00", "uuid": uuid.replace("-", ""), "major": major, "minor": minor,
-                "txpower": int(tx), "distance": round(10 ** ((tx - rssi) / 20.0), 2)}
-        return f"{self.prefix}/{anchor}/BTtoMQTT/{mac.replace(':', '')}", json.dumps(body,
-                                                                                    separators=(",", ":")).encode()
+                "txpower": int(tx), "distance": distance}
+        return f"{self.prefix}/{anchor}/BTtoMQTT/{mac.replace(':', '')}", body
 
 
 class ScanPoster:

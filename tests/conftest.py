@@ -8,10 +8,15 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from positioning.venue import Venue, parse_venue
 from simulations.local_broker import MOSQUITTO_CANDIDATES, MosquittoBroker
+
+if TYPE_CHECKING:
+    from api.engine import Engine
 
 REPO = Path(__file__).resolve().parent.parent
 VENUES = REPO / "simulations" / "venues"
@@ -104,3 +109,24 @@ def victoria_metrics(tmp_path: Path) -> Iterator[str]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def store_venue() -> Venue:
+    """The corner store venue."""
+    return parse_venue(CORNER_STORE.read_text(encoding="utf-8"), str(CORNER_STORE))
+
+
+@pytest.fixture
+def engine(mosquitto_broker: MosquittoBroker, tmp_path: Path, store_venue: Venue) -> Iterator[Engine]:
+    """The engine over the corner store, subscribed to a real mosquitto, with its SQLite file in tmp_path."""
+    from api.engine import Engine
+    from api.settings import load_settings
+
+    settings = load_settings(mqtt_url=mosquitto_broker.url, db=tmp_path / "engine.sqlite")
+    e = Engine(settings, store_venue, CORNER_STORE.read_text(encoding="utf-8")).start()
+    assert e.wait_subscribed(10)
+    try:
+        yield e
+    finally:
+        e.stop()

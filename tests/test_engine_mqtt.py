@@ -9,38 +9,20 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from api.engine import Engine
-from api.settings import load_settings
 from api.synthetic_traffic import SyntheticMall
 from beacon_gateway.wire import ReadingsBatch, events_topic, readings_topic, status_topic
-from positioning.venue import Venue, parse_venue
+from positioning.venue import Venue
 from simulations.local_broker import MosquittoBroker, free_port
 from tests.conftest import CORNER_STORE, instore_exe
 from tests.engine_helpers import Listener, Publisher, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def store_venue() -> Venue:
-    return parse_venue(CORNER_STORE.read_text(encoding="utf-8"), str(CORNER_STORE))
-
-
-@pytest.fixture
-def engine(mosquitto_broker: MosquittoBroker, tmp_path: Path, store_venue: Venue) -> Iterator[Engine]:
-    settings = load_settings(mqtt_url=mosquitto_broker.url, db=tmp_path / "engine.sqlite")
-    e = Engine(settings, store_venue, CORNER_STORE.read_text(encoding="utf-8")).start()
-    assert e.wait_subscribed(10)
-    try:
-        yield e
-    finally:
-        e.stop()
 
 
 def _stream(venue: Venue, seconds: int, t0: float, shoppers: int = 8, seed: int = 3) -> list[ReadingsBatch]:

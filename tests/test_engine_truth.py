@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from api.engine import Engine
-from api.settings import load_settings
 from beacon_gateway.wire import WIRE_VERSION, ReadingsBatch
-from positioning.venue import Venue, parse_venue
+from positioning.venue import Venue
 from simulations.evaluation import Estimates, score, truth_of
 from simulations.local_broker import MosquittoBroker
 from simulations.planner import crlb_median_m
 from simulations.scenario import SimulationResult, simulate
-from tests.conftest import CORNER_STORE
 from tests.engine_helpers import Publisher, wait_until
 
 pytestmark = pytest.mark.integration
@@ -28,22 +24,6 @@ SHOPPERS = 6
 DURATION_S = 240.0
 CRLB_FACTOR = 1.6  # engine median error within this multiple of the geometry's bound
 LONG_STAY_S = 60.0  # true stays this long must be found as sessions
-
-
-@pytest.fixture(scope="module")
-def store_venue() -> Venue:
-    return parse_venue(CORNER_STORE.read_text(encoding="utf-8"), str(CORNER_STORE))
-
-
-@pytest.fixture
-def engine(mosquitto_broker: MosquittoBroker, tmp_path: Path, store_venue: Venue) -> Iterator[Engine]:
-    settings = load_settings(mqtt_url=mosquitto_broker.url, db=tmp_path / "engine.sqlite")
-    e = Engine(settings, store_venue, CORNER_STORE.read_text(encoding="utf-8")).start()
-    assert e.wait_subscribed(10)
-    try:
-        yield e
-    finally:
-        e.stop()
 
 
 def wire_batches(result: SimulationResult) -> list[ReadingsBatch]:

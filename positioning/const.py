@@ -33,7 +33,7 @@ MAX_ANCHORS_PER_FIX: Final = 24  # the strongest receivers carry the information
 # --- Multilateration -----------------------------------------------------------------------------
 HUBER_K: Final = 1.5  # robust loss threshold in standard deviations
 SOLVER_ITERATIONS: Final = 25  # Gauss-Newton / Levenberg-Marquardt steps; converges in < 10 usually
-SOLVER_TOL_M: Final = 1e-9  # step size below which a fix has converged
+SOLVER_TOL_M: Final = 1e-4  # step size below which a fix has converged (a tenth of a millimetre)
 CENSOR_MARGIN_DB: Final = 6.0  # with few adverts, silence may be packet loss: censor only this far above sensitivity
 MAX_CENSOR_ANCHORS: Final = 16  # nearest unheard receivers used to push a fix away
 BOUNDS_MARGIN_M: Final = 2.0  # fixes may sit this far outside the anchors' hull when there is no floor outline

@@ -39,7 +39,7 @@ from positioning.const import (
 from positioning.filtering import aggregate
 from positioning.fingerprint import knn_locate
 from positioning.maps import NO_ZONE, SiteMap, open_site_map, site_map_from_venue
-from positioning.multilateration import solve_warm
+from positioning.multilateration import posterior_mean, solve_warm
 from positioning.problems import build_problem
 from positioning.radio import AnchorTable, anchor_table_from_venue, expected_rssi
 from positioning.tracking import PARTICLES, Observation, ParticleTracker, TrackEstimate
@@ -284,7 +284,7 @@ class LiveLocator:
                          and self.devices[d].floor == floor_guess[k] for k, d in enumerate(devices)], dtype=bool)
         theta0 = np.array([[self.devices[d].x, self.devices[d].y, self.devices[d].offset] for d in devices])
         theta0 = theta0.reshape(len(devices), 3)
-        sol = solve_warm(prob, theta0, warm)
+        sol = posterior_mean(prob, solve_warm(prob, theta0, warm))
         fix_ok = (heard_idx >= 0).sum(axis=1) >= 3
         fx = np.where(fix_ok, sol.x, np.nan)
         fy = np.where(fix_ok, sol.y, np.nan)

@@ -13,11 +13,11 @@ reweighted least squares over all fixes together: (B, 3) parameters, (B, 3, 3) n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import log_ndtr
+from scipy.special import log_ndtr, ndtr
 
 from positioning.const import (
     ACCURACY_MAX_M,
@@ -38,14 +38,17 @@ LM_UP = 10.0
 LM_DOWN = 10.0
 FIXED_PRIOR_SD = 1e-9
 CENSOR_NEGLIGIBLE_Z = 8.0  # an unheard anchor predicted 8 sigma below sensitivity costs < 1e-15
+LOG_NDTR_BELOW_Z = -30.0  # log(ndtr(z)) underflows near z = -37: the slower log_ndtr takes over
 GRID_CANDIDATES = 3  # per axis: a 3 x 3 grid of starting points over the bounds
 WORKING_SET_SHRINK = 0.7  # re-pack the working set when fewer than this share of it is still iterating
 MULTISTART = 2  # a fix that ends poorly is solved again from the best-scoring separated candidate
-RETRY_COST_PER_READING = 0.8  # mean Huber cost per heard reading above which a fix is retried
+RETRY_COST_PER_READING = 1.5  # mean Huber cost per heard reading (0.5 expected) above which a fix is retried
 RETRY_MARGIN = 1.0  # cost units the second start must win by (near ties favour the first start)
-SOLVER_TOL_COST = 1e-15  # relative cost decrease below which an accepted step means converged
+SOLVER_TOL_COST = 1e-10  # relative cost decrease below which an accepted step means converged
 WARM_ITERATIONS = 8  # a fix started from its track's last position needs only a few steps
 ANCHOR_CANDIDATES = 4  # the strongest heard anchors' positions are starting candidates
+POSTERIOR_GRID = 3  # points per principal axis of a fix's covariance for its posterior mean
+POSTERIOR_SPAN_SD = 1.0  # that grid's half-width in standard deviations
 MULTISTART_SEPARATION_M = 3.0  # an offset prior this tight means "offset known": its column is frozen
 
 
@@ -76,124 +79,195 @@ class FixProblem:
     def size(self) -> int:
         return int(self.r.shape[0])
 
-    def evaluate(self, theta: FloatArray) -> Evaluation:
-        """Residuals (B, K+U+1), Jacobian columns, and the geometry the Newton term needs, at ``theta``."""
-        x, y, off = theta[:, 0:1], theta[:, 1:2], theta[:, 2:3]
-        free = (self.off_sd > FIXED_PRIOR_SD).astype(np.float64)[:, None]
-        b, k = self.r.shape
-        u = self.cx.shape[1]
-        sw = np.sqrt(self.w)
-        dx = np.concatenate([x - self.ax, x - self.cx], axis=1)
-        dy = np.concatenate([y - self.ay, y - self.cy], axis=1)
-        dz = np.concatenate([self.dz, self.cdz], axis=1)
-        n = np.concatenate([self.n, self.cn], axis=1)
-        d2 = np.maximum(dx * dx + dy * dy + dz * dz, MIN_DISTANCE_M**2)
-        path = 5.0 * n * np.log10(d2)
-        g = 10.0 * n / (LN10 * d2)  # -d mu / d(x) = g * dx
-        res = np.empty((b, k + u + 1))
-        jx = np.empty((b, k + u + 1))
-        jy = np.empty((b, k + u + 1))
-        jo = np.empty((b, k + u + 1))
-        res[:, :k] = (self.r - (self.p0 + off - path[:, :k])) * sw
-        sg = sw * g[:, :k]
-        jx[:, :k] = sg * dx[:, :k]  # d e = -sw * d mu
-        jy[:, :k] = sg * dy[:, :k]
-        jo[:, :k] = -sw * free
-        h, dh = _censor_residual(self.cp0 + off - path[:, k:], self.sens[:, None], self.cmask)
-        cg = dh * g[:, k:]  # d h / d x = dh/dmu * dmu/dx = dh * (-g * dx)
-        res[:, k:k + u] = h
-        jx[:, k:k + u] = -cg * dx[:, k:]
-        jy[:, k:k + u] = -cg * dy[:, k:]
-        jo[:, k:k + u] = dh * free
-        sd = np.maximum(self.off_sd, FIXED_PRIOR_SD)
-        res[:, -1] = ((off[:, 0] - self.off0) / sd) * free[:, 0]
-        jx[:, -1] = 0.0
-        jy[:, -1] = 0.0
-        jo[:, -1] = free[:, 0] / sd
-        # e = scale * (r - mu): scale = sw for heard readings, -dh for censoring (h grows with mu).
-        scale = np.concatenate([sw, -dh], axis=1)
-        return Evaluation(res, jx, jy, jo, dx, dy, d2, g / d2, scale)
-
     def residuals(self, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Stacked residuals (B, K+U+1) and Jacobian (B, K+U+1, 3) at ``theta`` (B, 3)."""
-        ev = self.evaluate(theta)
-        return ev.res, np.stack([ev.jx, ev.jy, ev.jo], axis=-1)
+        ev = _pack(self).evaluate(theta)
+        return ev.res.T, np.stack([ev.jx.T, ev.jy.T, ev.jo.T], axis=-1)
 
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
-    res: FloatArray  # (B, R) residuals: K heard, U censoring, 1 offset prior
-    jx: FloatArray  # (B, R) d res / d x
+    """Residuals and derivatives at one theta, laid out (rows, B): one column per fix, so that the heard
+    and censoring blocks are contiguous and the sums over a fix's residuals run down whole rows."""
+
+    res: FloatArray  # (R, B) residuals: K heard, U censoring, 1 offset prior
+    jx: FloatArray  # (R, B) d res / d x
     jy: FloatArray
     jo: FloatArray  # d res / d offset
-    dx: FloatArray  # (B, K+U) geometry of the heard and censoring anchors
+    dx: FloatArray  # (K+U, B) geometry of the heard and censoring anchors
     dy: FloatArray
     d2: FloatArray
     c: FloatArray  # 10 n / (ln 10 d^4)
     scale: FloatArray  # e = scale * (r - mu) for the K+U anchor residuals
-
-    def take(self, idx: npt.NDArray[np.int64]) -> Evaluation:
-        return Evaluation(*(getattr(self, f)[idx] for f in Evaluation.__dataclass_fields__))
 
     def normal_equations(self, psi_over_e: FloatArray, curv: FloatArray) -> tuple[FloatArray, FloatArray,
                                                                                     FloatArray]:
         """Gauss-Newton matrix (curvature weights), gradient (loss weights), and the Newton matrix that
         adds the residuals' own curvature sum psi_i * Hessian(e_i) (x-y block; the offset is linear)."""
         cols = (self.jx, self.jy, self.jo)
-        b = self.res.shape[0]
+        b = self.res.shape[1]
         h = np.empty((b, 3, 3))
         g = np.empty((b, 3))
+        pr = psi_over_e * self.res
         for i in range(3):
             ci = cols[i] * curv
             for j in range(i, 3):
-                h[:, i, j] = h[:, j, i] = (ci * cols[j]).sum(axis=1)
-            g[:, i] = (cols[i] * psi_over_e * self.res).sum(axis=1)
-        m = self.dx.shape[1]
-        wgt = -(psi_over_e[:, :m] * self.res[:, :m]) * self.scale
+                h[:, i, j] = h[:, j, i] = _colsum(ci * cols[j])
+            g[:, i] = _colsum(cols[i] * pr)
+        m = self.dx.shape[0]
         # mu_xx = -c (d2 - 2 dx^2), mu_xy = 2 c dx dy, mu_yy = -c (d2 - 2 dy^2); Hessian(e) = -scale * Hessian(mu)
-        wc = wgt * self.c
+        wc = pr[:m]
+        wc *= -self.scale
+        wc *= self.c
         newton = h.copy()
-        newton[:, 0, 0] += (wc * -(self.d2 - 2 * self.dx * self.dx)).sum(axis=1)
-        newton[:, 1, 1] += (wc * -(self.d2 - 2 * self.dy * self.dy)).sum(axis=1)
-        xy = (wc * 2 * self.dx * self.dy).sum(axis=1)
+        newton[:, 0, 0] += _colsum(wc * (2 * self.dx * self.dx - self.d2))
+        newton[:, 1, 1] += _colsum(wc * (2 * self.dy * self.dy - self.d2))
+        xy = 2.0 * _colsum(wc * self.dx * self.dy)
         newton[:, 0, 1] += xy
         newton[:, 1, 0] += xy
         return h, g, newton
 
 
+def _colsum(a: FloatArray) -> FloatArray:
+    """Sum over the rows of an (R, B) array: one value per fix."""
+    return np.asarray(np.add.reduce(a, axis=0), dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class _Packed:
+    """A FixProblem's constant arrays laid out for repeated evaluation: (anchor, fix), heard anchors
+    then censoring anchors (M = K + U rows), with the factors that do not change between iterations
+    precomputed."""
+
+    k: int
+    ax: FloatArray  # (M, B)
+    ay: FloatArray
+    dz2: FloatArray  # squared height differences
+    n5: FloatArray  # 5 n: path loss per log10 of squared distance
+    g10: FloatArray  # 10 n / ln 10
+    p0: FloatArray  # (M, B) RSSI at 1 m
+    r: FloatArray  # (K, B)
+    sw: FloatArray  # (K, B) sqrt of the weights
+    cmask: BoolArray  # (U, B)
+    sens: FloatArray  # (1, B)
+    off0: FloatArray  # (B,)
+    sd: FloatArray  # (B,) offset prior sd, floored
+    free: FloatArray  # (B,) 1.0 where the offset is free
+    lo: FloatArray  # (B, 2)
+    hi: FloatArray
+
+    def take(self, idx: npt.NDArray[np.int64]) -> _Packed:
+        cols = ("ax", "ay", "dz2", "n5", "g10", "p0", "r", "sw", "cmask", "sens")
+        return _Packed(self.k, *(getattr(self, f)[:, idx] if f in cols else getattr(self, f)[idx]
+                                 for f in _Packed.__dataclass_fields__ if f != "k"))
+
+    def evaluate(self, theta: FloatArray) -> Evaluation:
+        x, y, off = theta[:, 0], theta[:, 1], theta[:, 2]
+        k = self.k
+        m, b = self.ax.shape
+        dx = x - self.ax
+        dy = y - self.ay
+        d2 = dx * dx
+        d2 += dy * dy
+        d2 += self.dz2
+        np.maximum(d2, MIN_DISTANCE_M**2, out=d2)
+        mu = np.log10(d2)
+        mu *= -self.n5
+        mu += self.p0
+        mu += off
+        g = self.g10 / d2  # -d mu / d(x) = g * dx
+        res = np.empty((m + 1, b))
+        jx = np.empty((m + 1, b))
+        jy = np.empty((m + 1, b))
+        jo = np.empty((m + 1, b))
+        np.subtract(self.r, mu[:k], out=res[:k])
+        res[:k] *= self.sw
+        sg = self.sw * g[:k]
+        np.multiply(sg, dx[:k], out=jx[:k])  # d e = -sw * d mu
+        np.multiply(sg, dy[:k], out=jy[:k])
+        np.multiply(self.sw, -self.free, out=jo[:k])
+        h, dh = _censor_residual(mu[k:], self.sens, self.cmask)
+        cg = dh * g[k:]  # d h / d x = dh/dmu * dmu/dx = dh * (-g * dx)
+        cg *= -1.0
+        res[k:m] = h
+        np.multiply(cg, dx[k:], out=jx[k:m])
+        np.multiply(cg, dy[k:], out=jy[k:m])
+        np.multiply(dh, self.free, out=jo[k:m])
+        res[m] = ((off - self.off0) / self.sd) * self.free
+        jx[m] = 0.0
+        jy[m] = 0.0
+        jo[m] = self.free / self.sd
+        # e = scale * (r - mu): scale = sw for heard readings, -dh for censoring (h grows with mu).
+        scale = np.empty((m, b))
+        scale[:k] = self.sw
+        np.negative(dh, out=scale[k:])
+        g /= d2
+        return Evaluation(res, jx, jy, jo, dx, dy, d2, g, scale)
+
+    def screening_cost(self, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Huber cost at (x, y) (B,) with the offset at its closed-form conditional optimum (heard
+        readings and prior, least squares), and that offset. Cheap: no Jacobian. Used to pick starting
+        points and to average over the likelihood around a fix."""
+        k = self.k
+        dx = x - self.ax
+        dy = y - self.ay
+        d2 = dx * dx
+        d2 += dy * dy
+        d2 += self.dz2
+        np.maximum(d2, MIN_DISTANCE_M**2, out=d2)
+        mu0 = np.log10(d2)
+        mu0 *= -self.n5
+        mu0 += self.p0
+        w = self.sw * self.sw
+        resid = self.r - mu0[:k]
+        prior_w = self.free / (self.sd * self.sd)
+        fit = (_colsum(w * resid) + prior_w * self.off0) / (_colsum(w) + prior_w + (1.0 - self.free))
+        off = np.where(self.free > 0, fit, self.off0)
+        resid -= off
+        resid *= self.sw
+        mu0[k:] += off
+        h, _ = _censor_residual(mu0[k:], self.sens, self.cmask)
+        p = ((off - self.off0) / self.sd) * self.free
+        return huber_cost(resid, axis=0) + huber_cost(h, axis=0) + huber_cost(p[None, :], axis=0), off
+
+
+def _pack(prob: FixProblem) -> _Packed:
+    def rows(a: FloatArray, c: FloatArray) -> FloatArray:
+        return np.ascontiguousarray(np.concatenate([a, c], axis=1).T)
+
+    n = rows(prob.n, prob.cn)
+    dz = rows(prob.dz, prob.cdz)
+    return _Packed(
+        k=prob.r.shape[1], ax=rows(prob.ax, prob.cx), ay=rows(prob.ay, prob.cy), dz2=dz * dz, n5=5.0 * n,
+        g10=(10.0 / LN10) * n, p0=rows(prob.p0, prob.cp0), r=np.ascontiguousarray(prob.r.T),
+        sw=np.ascontiguousarray(np.sqrt(prob.w).T), cmask=np.ascontiguousarray(prob.cmask.T), sens=prob.sens[None, :],
+        off0=prob.off0, sd=np.maximum(prob.off_sd, FIXED_PRIOR_SD),
+        free=(prob.off_sd > FIXED_PRIOR_SD).astype(np.float64), lo=prob.lo, hi=prob.hi,
+    )
+
+
 def screening_cost(prob: FixProblem, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Huber cost at (x, y) (B,) with the offset at its closed-form conditional optimum (heard readings
-    and prior, least squares), and that offset. Cheap: no Jacobian. Used to pick starting points."""
-    dx, dy = x[:, None] - prob.ax, y[:, None] - prob.ay
-    d2 = np.maximum(dx * dx + dy * dy + prob.dz * prob.dz, MIN_DISTANCE_M**2)
-    mu0 = prob.p0 - 5.0 * prob.n * np.log10(d2)
-    free = prob.off_sd > FIXED_PRIOR_SD
-    prior_w = np.where(free, 1.0 / np.maximum(prob.off_sd, FIXED_PRIOR_SD) ** 2, 1.0)
-    off = np.where(free, ((prob.w * (prob.r - mu0)).sum(axis=1) + prior_w * prob.off0)
-                   / (prob.w.sum(axis=1) + prior_w), prob.off0)
-    e = (prob.r - mu0 - off[:, None]) * np.sqrt(prob.w)
-    cd2 = np.maximum((x[:, None] - prob.cx) ** 2 + (y[:, None] - prob.cy) ** 2 + prob.cdz**2, MIN_DISTANCE_M**2)
-    h, _ = _censor_residual(prob.cp0 + off[:, None] - 5.0 * prob.cn * np.log10(cd2), prob.sens[:, None],
-                            prob.cmask)
-    p = np.where(free, (off - prob.off0) / np.maximum(prob.off_sd, FIXED_PRIOR_SD), 0.0)
-    return huber_cost(e) + huber_cost(h) + huber_cost(p[:, None]), off
+    """Huber cost at (x, y) (B,) with the offset at its closed-form conditional optimum, and that offset."""
+    return _pack(prob).screening_cost(x, y)
 
 
 def _censor_residual(mu: FloatArray, sens: FloatArray, mask: BoolArray) -> tuple[FloatArray, FloatArray]:
     """Residual whose square / 2 is the censoring cost -log P(rssi < sens) = -log Phi((sens - mu) / sigma),
     and its derivative with respect to mu. Smooth, zero far below sensitivity, linear far above.
-    Evaluated only where it is not negligible (an anchor predicted far below sensitivity costs 0)."""
+    Zero where it is negligible (an anchor predicted far below sensitivity costs nothing)."""
     z = (sens - mu) / SHADOWING_DB
     live = mask & (z < CENSOR_NEGLIGIBLE_Z)
-    h = np.zeros(z.shape)
-    dh = np.zeros(z.shape)
-    if live.any():
-        zl = z[live]
-        log_cdf = log_ndtr(zl)
-        hl = np.sqrt(np.maximum(-2.0 * log_cdf, 0.0))
-        ratio = np.exp(-0.5 * zl * zl - 0.5 * np.log(2.0 * np.pi) - log_cdf)  # phi(z) / Phi(z)
-        h[live] = hl
-        dh[live] = np.where(hl > 1e-150, ratio / (SHADOWING_DB * np.maximum(hl, 1e-150)), 0.0)
+    z = np.where(live, z, 0.0)
+    # Phi(-|z|) keeps its relative precision far into the tail; above zero log Phi(z) = log1p(-Phi(-z)).
+    q = ndtr(-np.abs(np.maximum(z, LOG_NDTR_BELOW_Z)))
+    log_cdf = np.where(z > 0, np.log1p(-q), np.log(q))
+    deep = z < LOG_NDTR_BELOW_Z
+    if deep.any():
+        log_cdf[deep] = log_ndtr(z[deep])
+    h = np.sqrt(np.maximum(-2.0 * log_cdf, 0.0))
+    ratio = np.exp(-0.5 * z * z - 0.5 * np.log(2.0 * np.pi) - log_cdf)  # phi(z) / Phi(z)
+    dh = np.where(live & (h > 1e-150), ratio / (SHADOWING_DB * np.maximum(h, 1e-150)), 0.0)
+    h *= live
     return h, dh
 
 
@@ -207,9 +281,10 @@ class FixSolution:
     cov: FloatArray  # (B, 3, 3) covariance of (x, y, offset)
 
 
-def huber_cost(res: FloatArray, k: float = HUBER_K) -> FloatArray:
+def huber_cost(res: FloatArray, k: float = HUBER_K, axis: int = 1) -> FloatArray:
+    """Huber cost summed over ``axis`` (a fix's residuals: axis 1 of (B, R), axis 0 of (R, B))."""
     a = np.abs(res)
-    return np.asarray(np.where(a <= k, 0.5 * res * res, k * a - 0.5 * k * k).sum(axis=1), dtype=np.float64)
+    return np.asarray(np.where(a <= k, 0.5 * res * res, k * a - 0.5 * k * k).sum(axis=axis), dtype=np.float64)
 
 
 def huber_weights(res: FloatArray, k: float = HUBER_K) -> FloatArray:
@@ -257,8 +332,9 @@ def initial_guesses(prob: FixProblem, starts: int = 1) -> FloatArray:
     n_c = cand_x.shape[1]
     costs = np.full((b, n_c), np.inf)
     offs = np.zeros((b, n_c))
+    packed = _pack(prob)
     for j in range(n_c):
-        c, o = screening_cost(prob, cand_x[:, j], cand_y[:, j])
+        c, o = packed.screening_cost(cand_x[:, j], cand_y[:, j])
         costs[:, j] = np.where(valid[:, j], c, np.inf)
         offs[:, j] = o
     rows = np.arange(b)
@@ -319,6 +395,31 @@ def solve(prob: FixProblem, theta0: FloatArray | None = None, iterations: int = 
     return FixSolution(x, y, off, acc, cost, cov)
 
 
+def posterior_mean(prob: FixProblem, sol: FixSolution) -> FixSolution:
+    """Each fix moved to the likelihood-weighted mean of a small grid around it, laid along the principal
+    axes of its covariance. With 6 dB shadowing the likelihood is skewed (steeper towards the anchors than
+    away from them, cut by bounds and by censoring), so its mean is closer to the truth on average than
+    its mode. Accuracy, covariance and offset are those of the mode."""
+    cxx, cyy, cxy = sol.cov[:, 0, 0], sol.cov[:, 1, 1], sol.cov[:, 0, 1]
+    half_tr = 0.5 * (cxx + cyy)
+    disc = np.sqrt(np.maximum(0.25 * (cxx - cyy) ** 2 + cxy * cxy, 0.0))
+    s1 = np.sqrt(np.clip(half_tr + disc, 0.0, ACCURACY_MAX_M**2))
+    s2 = np.sqrt(np.clip(half_tr - disc, 0.0, ACCURACY_MAX_M**2))
+    ang = 0.5 * np.arctan2(2.0 * cxy, cxx - cyy)
+    ux, uy = np.cos(ang), np.sin(ang)
+    packed = _pack(prob)
+    steps = np.linspace(-POSTERIOR_SPAN_SD, POSTERIOR_SPAN_SD, POSTERIOR_GRID)
+    n_pts = steps.shape[0] ** 2
+    gx, gy, cost = np.empty((n_pts, prob.size)), np.empty((n_pts, prob.size)), np.empty((n_pts, prob.size))
+    for i, (a, b) in enumerate((a, b) for a in steps for b in steps):
+        gx[i] = np.clip(sol.x + a * s1 * ux - b * s2 * uy, prob.lo[:, 0], prob.hi[:, 0])
+        gy[i] = np.clip(sol.y + a * s1 * uy + b * s2 * ux, prob.lo[:, 1], prob.hi[:, 1])
+        cost[i], _ = packed.screening_cost(gx[i], gy[i])
+    wgt = np.exp(-(cost - cost.min(axis=0)))
+    wgt /= wgt.sum(axis=0)
+    return replace(sol, x=(wgt * gx).sum(axis=0), y=(wgt * gy).sum(axis=0))
+
+
 _TRACE: list[int] | None = None  # set to a list to record active fixes per iteration (profiling)
 
 
@@ -349,9 +450,10 @@ def _solve_from(prob: FixProblem, theta: FloatArray, iterations: int) -> FixSolu
     # Work on a shrinking working set: converged fixes leave it when they are a large enough share,
     # so the arrays are not copied every iteration.
     work = np.arange(b)
-    wp = prob
+    packed = wp = _pack(prob)
     ev = wp.evaluate(theta)
-    cost[:] = huber_cost(ev.res)
+    cost[:] = huber_cost(ev.res, axis=0)
+    gn, grad, newton = _system(ev)
     act = np.ones(b, dtype=bool)
     th_w, lam_w, cost_w = theta.copy(), lam.copy(), cost.copy()
     eye = np.eye(3)
@@ -362,39 +464,38 @@ def _solve_from(prob: FixProblem, theta: FloatArray, iterations: int) -> FixSolu
         if n_act < WORKING_SET_SHRINK * work.shape[0]:
             theta[work], lam[work], cost[work] = th_w, lam_w, cost_w
             keep = np.flatnonzero(act)
-            work, wp, ev = work[keep], _subset(wp, keep), ev.take(keep)
+            work, wp = work[keep], wp.take(keep)
             th_w, lam_w, cost_w, act = th_w[keep], lam_w[keep], cost_w[keep], act[keep]
+            gn, grad, newton = gn[keep], grad[keep], newton[keep]
         if _TRACE is not None:
             _TRACE.append(n_act)
-        # Gradient with psi(e)/e, curvature with psi'(e) (1 inside the Huber threshold, ~0 outside).
-        om = huber_weights(ev.res)
-        curv = np.where(np.abs(ev.res) <= HUBER_K, 1.0, 1e-3 * om)
-        h, g, newton = ev.normal_equations(om, curv)
         # Full Newton (quadratic convergence even in the flat offset-vs-range valley) only where that
         # matrix is positive definite; elsewhere Gauss-Newton, which always gives a descent direction.
         m1 = newton[:, 0, 0]
         m2 = newton[:, 0, 0] * newton[:, 1, 1] - newton[:, 0, 1] * newton[:, 1, 0]
         pd = (m1 > 0) & (m2 > 0) & (np.linalg.det(newton) > 0)
-        h = np.where(pd[:, None, None], newton, h)
+        h = np.where(pd[:, None, None], newton, gn)
         # Active set: a coordinate at a bound whose gradient pushes it outward is held there.
         free = np.ones((th_w.shape[0], 3), dtype=bool)
-        free[:, :2] = ~(((th_w[:, :2] <= wp.lo) & (g[:, :2] > 0)) | ((th_w[:, :2] >= wp.hi) & (g[:, :2] < 0)))
+        free[:, :2] = ~(((th_w[:, :2] <= wp.lo) & (grad[:, :2] > 0)) | ((th_w[:, :2] >= wp.hi) & (grad[:, :2] < 0)))
         fm = free.astype(np.float64)
         h = h * fm[:, :, None] * fm[:, None, :] + (1.0 - fm)[:, :, None] * eye
-        g = g * fm
+        g = grad * fm
         diag = np.maximum(np.diagonal(h, axis1=1, axis2=2), 1e-9)
         h_damped = h + (lam_w[:, None] * diag)[:, :, None] * eye
         step = -np.linalg.solve(h_damped, g[:, :, None])[:, :, 0]
         cand = th_w + step
         cand[:, :2] = np.clip(cand[:, :2], wp.lo, wp.hi)
         ev_c = wp.evaluate(cand)
-        cost_c = huber_cost(ev_c.res)
+        cost_c = huber_cost(ev_c.res, axis=0)
         better = act & (cost_c <= cost_w)
         gain = cost_w - cost_c
         moved = np.hypot(cand[:, 0] - th_w[:, 0], cand[:, 1] - th_w[:, 1])  # after clipping to bounds
         if better.any():
+            # The next step's system at the accepted points (cheaper than keeping the residuals).
+            gn_c, grad_c, newton_c = _system(ev_c)
             th_w[better], cost_w[better] = cand[better], cost_c[better]
-            ev = _merge(ev, ev_c, better)
+            gn[better], grad[better], newton[better] = gn_c[better], grad_c[better], newton_c[better]
         lam_w[better] = np.maximum(lam_w[better] / LM_DOWN, 1e-12)
         lam_w[act & ~better] *= LM_UP
         # Converged: a tiny accepted move taken as (nearly) a Newton step, not one shrunk by damping,
@@ -402,7 +503,7 @@ def _solve_from(prob: FixProblem, theta: FloatArray, iterations: int) -> FixSolu
         done = better & (lam_w < 1e-2) & ((moved < SOLVER_TOL_M) | (gain < SOLVER_TOL_COST * (1.0 + cost_c)))
         act &= ~(done | (lam_w > 1e10))
     theta[work], lam[work], cost[work] = th_w, lam_w, cost_w
-    final = prob.evaluate(theta)
+    final = packed.evaluate(theta)
     om = huber_weights(final.res)
     h, _, _ = final.normal_equations(om, om)
     cov = np.asarray(np.linalg.inv(h + np.eye(3) * 1e-9), dtype=np.float64)
@@ -411,16 +512,12 @@ def _solve_from(prob: FixProblem, theta: FloatArray, iterations: int) -> FixSolu
                        np.clip(acc_m, ACCURACY_MIN_M, ACCURACY_MAX_M), cost, cov)
 
 
-def _merge(old: Evaluation, new: Evaluation, rows: BoolArray) -> Evaluation:
-    """``new`` where ``rows``, else ``old`` (either may be overwritten): copies the smaller side."""
-    if rows.mean() > 0.5:
-        old, new, rows = new, old, ~rows
-    out = []
-    for f in Evaluation.__dataclass_fields__:
-        a = getattr(old, f)
-        a[rows] = getattr(new, f)[rows]
-        out.append(a)
-    return Evaluation(*out)
+def _system(ev: Evaluation) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Gauss-Newton matrix, gradient and Newton matrix of the robust cost at an evaluation: gradient with
+    psi(e)/e, curvature with psi'(e) (1 inside the Huber threshold, ~0 outside)."""
+    om = huber_weights(ev.res)
+    curv = np.where(np.abs(ev.res) <= HUBER_K, 1.0, 1e-3 * om)
+    return ev.normal_equations(om, curv)
 
 
 def _stack(probs: list[FixProblem]) -> FixProblem:

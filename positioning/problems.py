@@ -30,16 +30,25 @@ def build_problem(anchors: AnchorTable, site: SiteMap, group: IntArray, anchor: 
     (fix, anchor) matrix of every anchor that heard the fix."""
     a = anchors
     k_max = MAX_ANCHORS_PER_FIX
-    order = np.lexsort((-mean, group))
-    g, an, mn, vr, p0s, ct = group[order], anchor[order], mean[order], var[order], p0[order], count[order]
-    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if g.shape[0] else np.zeros(0, dtype=np.int64)
-    rank = np.arange(g.shape[0]) - np.repeat(starts, np.diff(np.r_[starts, g.shape[0]]))
-    keep = rank < k_max
+    if group.shape[0] > 1 and bool(np.any(group[1:] < group[:-1])):
+        by_group = np.argsort(group, kind="stable")
+        group, anchor, count = group[by_group], anchor[by_group], count[by_group]
+        mean, var, p0 = mean[by_group], var[by_group], p0[by_group]
     heard_any = np.zeros((n_fix, len(anchors)), dtype=bool)  # every anchor that heard, not only the top K
-    heard_any[g, an] = True
+    heard_any[group, anchor] = True
     max_count = np.zeros(n_fix, dtype=np.int64)
-    np.maximum.at(max_count, g, ct)
-    g, an, mn, vr, p0s, rank = g[keep], an[keep], mn[keep], vr[keep], p0s[keep], rank[keep]
+    np.maximum.at(max_count, group, count)
+    # The strongest K of each group: a (groups, longest group) matrix sorted row by row, which is much
+    # cheaper than one global sort; ties keep the anchor order, so the result does not depend on input order.
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if group.shape[0] else np.zeros(0, np.int64)
+    lens = np.diff(np.r_[starts, group.shape[0]])
+    by_power = np.full((starts.shape[0], int(lens.max()) if lens.shape[0] else 1), np.inf)
+    by_power[np.repeat(np.arange(starts.shape[0]), lens), np.arange(group.shape[0]) - np.repeat(starts, lens)] = -mean
+    top = np.argsort(by_power, axis=1, kind="stable")[:, :k_max]
+    valid = top < lens[:, None]
+    src = (starts[:, None] + top)[valid]
+    rank = np.nonzero(valid)[1]
+    g, an, mn, vr, p0s = group[src], anchor[src], mean[src], var[src], p0[src]
     heard = np.full((n_fix, k_max), -1, dtype=np.int64)
     r = np.zeros((n_fix, k_max))
     v = np.ones((n_fix, k_max))
@@ -64,11 +73,13 @@ def build_problem(anchors: AnchorTable, site: SiteMap, group: IntArray, anchor: 
     # fit cannot escape to a far corner where every anchor is equally far (and no censoring reaches).
     top = heard[:, :HULL_ANCHORS]
     has = top >= 0
-    tx, ty = np.where(has, a.x[np.where(has, top, 0)], np.nan), np.where(has, a.y[np.where(has, top, 0)], np.nan)
-    bounds[:, 0] = np.maximum(bounds[:, 0], np.nanmin(tx, axis=1) - HULL_MARGIN_M)
-    bounds[:, 1] = np.maximum(bounds[:, 1], np.nanmin(ty, axis=1) - HULL_MARGIN_M)
-    bounds[:, 2] = np.minimum(bounds[:, 2], np.nanmax(tx, axis=1) + HULL_MARGIN_M)
-    bounds[:, 3] = np.minimum(bounds[:, 3], np.nanmax(ty, axis=1) + HULL_MARGIN_M)
+    tx, ty = a.x[np.where(has, top, 0)], a.y[np.where(has, top, 0)]
+    m = HULL_MARGIN_M
+    box = np.stack([np.where(has, tx, np.inf).min(axis=1) - m, np.where(has, ty, np.inf).min(axis=1) - m,
+                    np.where(has, tx, -np.inf).max(axis=1) + m, np.where(has, ty, -np.inf).max(axis=1) + m], axis=1)
+    heard_some = has[:, 0]  # a fix nobody heard keeps the floor's bounds
+    bounds[:, :2] = np.where(heard_some[:, None], np.maximum(bounds[:, :2], box[:, :2]), bounds[:, :2])
+    bounds[:, 2:] = np.where(heard_some[:, None], np.minimum(bounds[:, 2:], box[:, 2:]), bounds[:, 2:])
     prob = FixProblem(
         ax=a.x[hi], ay=a.y[hi], dz=abs_z[hi] - dev_z[:, None], p0=p0m - loss, n=a.path_loss_n[hi], r=r,
         w=np.where(heard >= 0, 1.0 / v, 0.0),

@@ -24,7 +24,7 @@ from positioning.const import (
 from positioning.filtering import aggregate
 from positioning.fingerprint import RadioMap, choose_fusion_weight, fuse, knn_locate
 from positioning.maps import NO_ZONE, SiteMap
-from positioning.multilateration import FixSolution, solve
+from positioning.multilateration import FixSolution, posterior_mean, solve
 from positioning.problems import build_problem
 from positioning.radio import AnchorTable
 
@@ -80,7 +80,7 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
         prob, heard, _, _, _, _ = build_problem(anchors, site, local, agg.anchor[sel], agg.mean[sel], agg.var[sel],
                                              agg.count[sel], p0_group[sel], fixes.shape[0], dev_off[devs],
                                              np.sqrt(dev_var[devs]), sens, device_height, alive_mask)
-        sol = solve(prob)
+        sol = posterior_mean(prob, solve(prob))
         n_heard = (heard >= 0).sum(axis=1)
         x, y, acc = _fallback_where_few(anchors, sol, heard, n_heard)
         floor = anchors.floor[heard[:, 0]]

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from positioning.const import HUBER_K, SENSITIVITY_DBM
 from positioning.filtering import aggregate
 from positioning.maps import site_map_from_venue
-from positioning.multilateration import FixProblem, solve
+from positioning.multilateration import FixProblem, posterior_mean, solve
 from positioning.problems import build_problem
 from positioning.radio import AnchorTable, anchor_table_from_venue
 from positioning.venue import Venue, parse_venue
@@ -79,13 +79,14 @@ def synth_window(anchors: AnchorTable, n_dev: int, rng: np.random.Generator, flo
 
 
 def batch_solve(anchors: AnchorTable, site: Any, w: Window, n_dev: int) -> tuple[FloatArray, FloatArray]:
-    """The engine's path: filter all (device, anchor) groups, build one problem, one solve call."""
+    """The engine's path: filter all (device, anchor) groups, build one problem, one solve call, and
+    each fix moved to its posterior mean."""
     agg = aggregate(w.device, w.anchor, w.rssi)
     alive = np.ones(len(anchors), dtype=bool)
     prob, *_ = build_problem(anchors, site, agg.group, agg.anchor, agg.mean, agg.var, agg.count,
                              anchors.rssi_1m[agg.anchor], n_dev, np.zeros(n_dev), np.full(n_dev, 8.0),
                              SENSITIVITY_DBM, 1.2, alive)
-    sol = solve(prob)
+    sol = posterior_mean(prob, solve(prob))
     return sol.x, sol.y
 
 

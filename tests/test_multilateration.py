@@ -142,10 +142,11 @@ def test_fixed_offset_is_not_moved() -> None:
 def test_posterior_mean_is_closer_to_the_truth_than_the_mode_on_a_gateway_grid() -> None:
     """Ceiling gateways on a 10 m grid, devices anywhere under them, 6 dB shadowing: the mean of the
     skewed likelihood is closer to the truth than its mode, on average and at the median."""
+    from positioning.const import SENSITIVITY_DBM
     from positioning.filtering import aggregate
     from positioning.maps import site_map_from_venue
     from positioning.problems import build_problem
-    from simulations.bench_positioning import SENSITIVITY_DBM, demo_floor, synth_window
+    from simulations.bench_positioning import demo_floor, synth_window
 
     venue, anchors = demo_floor()
     n = 4000

@@ -36,13 +36,13 @@ from positioning.const import (
     TX_POWER_PRIOR_DB,
     WINDOW_CORRELATED_DB,
 )
-from positioning.filtering import aggregate
+from positioning.filtering import Aggregates, aggregate
 from positioning.fingerprint import knn_locate
 from positioning.maps import NO_ZONE, SiteMap, open_site_map, site_map_from_venue
 from positioning.multilateration import posterior_mean, solve_warm
 from positioning.problems import build_problem
 from positioning.radio import AnchorTable, anchor_table_from_venue, expected_rssi
-from positioning.tracking import PARTICLES, Observation, ParticleTracker, TrackEstimate
+from positioning.tracking import OTHER_FLOOR_M, PARTICLES, Observation, ParticleTracker, TrackEstimate
 from positioning.venue import Venue
 from positioning.zones import VISIT_GAP_S, ZoneHysteresis
 
@@ -62,7 +62,7 @@ SENSITIVITY_QUANTILE: Final = 0.01  # the weakest 1% of readings mark a receiver
 SENSITIVITY_MIN_READINGS: Final = 500  # below this many readings keep the default sensitivity
 PACKET_LOSS: Final = 0.3  # chance a receiver in range misses one advert; silence after k adverts: 0.3**k
 OFFSET_PROCESS_DB2_PER_S: Final = 0.02  # a device's offset drifts slowly (phone moved to a pocket)
-OFFSET_MIN_MARGIN_DB: Final = 10.0  # only readings this far above sensitivity inform the offset
+OFFSET_MIN_MARGIN_DB: Final = 12.0  # only anchors expected this far above sensitivity (2 sigma) inform the offset
 LINK_MAX_M: Final = 30.0  # longer anchor-to-anchor links are censored too often to fit unbiased
 LINK_MIN_READINGS: Final = 30  # a receiver's parameters move only after this many link readings
 LINK_NOISE_DB: Final = 6.0  # spread of one link reading
@@ -71,8 +71,13 @@ LINK_PRIOR_N: Final = 0.5  # and its exponent
 FINGERPRINT_SD_INFLATION: Final = 2.0  # kNN errors are correlated over consecutive windows
 FINGERPRINT_MIN_SD_M: Final = 2.0  # a kNN position is never trusted more than this, even from a tight survey
 WARM_START_S: Final = 5.0  # a track seen this recently seeds its device's next fix
-TRACK_ANCHORS: Final = 24  # strongest heard anchors the tracker weighs (weak ones are mostly censoring noise)
-TRACK_CORRELATED_DB: Final = 3.5  # correlated shadowing the tracker assumes per window (it averages windows)
+TRACK_ANCHORS: Final = 24  # heard anchors the tracker weighs per device (nearest its track, else strongest)
+TRACK_CORRELATED_MIN_DB: Final = 2.0  # the tracker never assumes windows cleaner than this
+TRACK_CORRELATED_MAX_DB: Final = 8.0  # nor noisier
+TRACK_VAR_MEMORY: Final = 20_000.0  # readings the learned window shadowing averages over
+TRACK_VAR_MIN_READINGS: Final = 4  # a step with fewer usable residuals does not update it
+CHI2_1_MEDIAN: Final = 0.4549364231195724  # median of a squared standard normal
+TRACK_CORRELATED_DB: Final = 6.0  # shadowing per window the tracker assumes: windows seconds apart are near independent
 OFFSET_WINDOW_FLOOR_DB: Final = 6.0  # least noise of one window's offset estimate
 OFFSET_MIN_SD_DB: Final = 3.0  # a device's offset is never known better than this
 FIX_OFFSET_MIN_SD_DB: Final = 4.0  # the per-window fix keeps freedom in the offset so it can rescue a track
@@ -204,6 +209,9 @@ class LiveLocator:
         self.devices: dict[str, _Device] = {}
         self.anchor_last = np.full(n_a, -np.inf)
         self.rssi_hist = np.zeros(int(RSSI_MAX_DBM - RSSI_MIN_DBM) + 1, dtype=np.int64)
+        # Shadowing per window as the residuals at the tracked positions show it (venue-wide, learned).
+        self.track_var = TRACK_CORRELATED_DB**2
+        self.track_var_n = 0.0
         self._buf: list[Readings] = []
         self._chain = {zid: self.site.zone_chain(k) for k, zid in enumerate(self.site.zone_ids)}
         self._bounds = np.array([r.bounds for r in self.site.floors], dtype=np.float64)
@@ -295,9 +303,10 @@ class LiveLocator:
         init_acc = np.where(fix_ok, sol.accuracy_m, sacc)
 
         # The tracker sees consecutive windows; only part of a window's shadowing repeats in the next.
-        pf_var = np.maximum(heard_var - WINDOW_CORRELATED_DB**2 + TRACK_CORRELATED_DB**2, 1.0)
-        k = TRACK_ANCHORS  # heard anchors come sorted strongest first; the tracker weighs the strongest
-        obs = Observation(heard_idx[:, :k], heard_mean[:, :k], pf_var[:, :k], alive[None, :] & ~heard_any, offsets,
+        t_idx, t_mean, t_var = self._track_anchors(agg, heard_any, heard_idx, heard_mean, heard_var, warm, theta0,
+                                                   floor_guess)
+        pf_var = np.maximum(t_var - WINDOW_CORRELATED_DB**2 + self.track_var, 1.0)
+        obs = Observation(t_idx, t_mean, pf_var, alive[None, :] & ~heard_any, offsets,
                           off_sd**2,
                           np.full(len(devices), sens),
                           PACKET_LOSS ** max_count.astype(np.float64))
@@ -305,12 +314,43 @@ class LiveLocator:
             obs = self._with_fingerprints(obs, agg.group, agg.anchor, agg.mean, len(devices), floor_guess)
         est = self.tracker.step(devices, t_fix, obs, np.where(fix_ok, fx, init_x), np.where(fix_ok, fy, init_y),
                                 floor_guess, init_acc)
-        self._update_offsets(devices, t_fix, est, heard_idx, heard_mean, sens)
+        self._update_offsets(devices, t_fix, est, heard_idx, heard_mean, heard_var, sens)
         fixes, events = self._zones_and_fixes(devices, t_fix, est)
         events.extend(self._expire(now))
         return StepResult(tuple(fixes), tuple(events), {})
 
     # ------------------------------------------------------------------ pieces
+    def _track_anchors(self, agg: Aggregates, heard_any: npt.NDArray[np.bool_], heard_idx: IntArray,
+                       heard_mean: FloatArray, heard_var: FloatArray, warm: npt.NDArray[np.bool_],
+                       theta0: FloatArray, floor: IntArray) -> tuple[IntArray, FloatArray, FloatArray]:
+        """The heard anchors the tracker weighs, TRACK_ANCHORS per device. A device with a track takes
+        the heard anchors nearest its last estimate: chosen by geometry, not by their readings, so a far
+        anchor heard only thanks to lucky shadowing is not kept for being strong (the strongest-K choice
+        is biased towards such anchors; silence of the near ones is weighed as censoring). New devices
+        take the strongest."""
+        k = TRACK_ANCHORS
+        t_idx, t_mean, t_var = heard_idx[:, :k].copy(), heard_mean[:, :k].copy(), heard_var[:, :k].copy()
+        rows = np.flatnonzero(warm)
+        if rows.shape[0] == 0:
+            return t_idx, t_mean, t_var
+        a = self.anchors
+        n_a = len(a)
+        mean = np.full((heard_any.shape[0], n_a), np.nan)
+        var = np.ones((heard_any.shape[0], n_a))
+        mean[agg.group, agg.anchor] = agg.mean
+        var[agg.group, agg.anchor] = agg.var
+        dist = (np.hypot(a.x[None, :] - theta0[rows, 0:1], a.y[None, :] - theta0[rows, 1:2])
+                + OTHER_FLOOR_M * np.abs(a.floor_level[a.floor][None, :] - a.floor_level[floor[rows]][:, None]))
+        dist = np.where(heard_any[rows], dist, np.inf)
+        near = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        ok = np.isfinite(np.take_along_axis(dist, near, axis=1))
+        kk = near.shape[1]  # fewer than K when the venue has fewer anchors
+        t_idx[rows], t_mean[rows], t_var[rows] = -1, 0.0, 1.0
+        t_idx[rows, :kk] = np.where(ok, near, -1)
+        t_mean[rows, :kk] = np.where(ok, mean[rows[:, None], near], 0.0)
+        t_var[rows, :kk] = np.where(ok, var[rows[:, None], near], 1.0)
+        return t_idx, t_mean, t_var
+
     def _observe_anchors(self, anchor: IntArray, t: FloatArray, rssi: FloatArray) -> None:
         np.maximum.at(self.anchor_last, anchor, t)
         bins = np.clip(np.round(rssi - RSSI_MIN_DBM).astype(np.int64), 0, self.rssi_hist.shape[0] - 1)
@@ -415,7 +455,7 @@ class LiveLocator:
         return x, y, acc
 
     def _update_offsets(self, devices: list[str], t: FloatArray, est: TrackEstimate, heard_idx: IntArray,
-                        heard_mean: FloatArray, sens: float) -> None:
+                        heard_mean: FloatArray, heard_var: FloatArray, sens: float) -> None:
         a = self.anchors
         heard = heard_idx >= 0
         hi = np.where(heard, heard_idx, 0)
@@ -424,9 +464,18 @@ class LiveLocator:
         # floor: a wrong floor would read as an 18 dB offset and feed back into the track.
         same_floor = a.floor[hi] == est.floor[:, None]
         agrees = a.floor[heard_idx[:, 0]] == est.floor
-        strong = heard & same_floor & agrees[:, None] & (heard_mean > sens + OFFSET_MIN_MARGIN_DB)
+        # Readings are chosen by their *expected* level, never by their measured one: a reading picked for
+        # being strong (above sensitivity, or among the K strongest) carries its shadowing's luck and
+        # would bias the offset upwards. Expected well above sensitivity and above the weakest kept
+        # reading, an anchor is (almost) surely heard and kept, whatever its shadowing.
+        offsets = np.array([self.devices[d].offset for d in devices])
+        full = heard.all(axis=1)
+        cut = np.where(full, np.where(heard, heard_mean, np.inf).min(axis=1), -np.inf)
+        floor_db = np.maximum(sens, cut)[:, None] + OFFSET_MIN_MARGIN_DB
+        strong = heard & same_floor & agrees[:, None] & (mu0 + offsets[:, None] > floor_db)
         resid = np.where(strong, heard_mean - mu0, np.nan)
         n_strong = strong.sum(axis=1)
+        self._learn_track_var(resid - offsets[:, None], heard_var, strong)
         for k, d in enumerate(devices):
             st = self.devices[d]
             if n_strong[k] < MIN_ANCHORS_FOR_OFFSET:
@@ -441,6 +490,20 @@ class LiveLocator:
             st.offset = float(np.clip(st.offset + gain * (z - st.offset), -DEVICE_OFFSET_MAX_DB, DEVICE_OFFSET_MAX_DB))
             st.offset_var = max((1.0 - gain) * st.offset_var, OFFSET_MIN_SD_DB**2)
             st.offset_t = float(t[k])
+
+    def _learn_track_var(self, e: FloatArray, heard_var: FloatArray, used: npt.NDArray[np.bool_]) -> None:
+        """Update the shadowing the tracker assumes from this step's residuals at the tracked positions:
+        a robust variance (median of squares) minus the part that averages out within a window, as a
+        running mean over TRACK_VAR_MEMORY readings, kept within physical limits. Clean data sharpens
+        the tracker; heavy shadowing keeps it from chasing each window."""
+        if used.sum() < TRACK_VAR_MIN_READINGS:
+            return
+        e2 = float(np.median(e[used] ** 2)) / CHI2_1_MEDIAN
+        within = float(np.median(heard_var[used])) - WINDOW_CORRELATED_DB**2
+        var = float(np.clip(e2 - within, TRACK_CORRELATED_MIN_DB**2, TRACK_CORRELATED_MAX_DB**2))
+        n = float(used.sum())
+        self.track_var_n = min(self.track_var_n + n, TRACK_VAR_MEMORY)
+        self.track_var += (var - self.track_var) * n / self.track_var_n
 
     def _zones_and_fixes(self, devices: list[str], t: FloatArray,
                          est: TrackEstimate) -> tuple[list[Fix], list[ZoneEvent]]:

@@ -40,6 +40,13 @@ SPEED_SD: Final = 0.6  # m/s, spread of walking velocity
 SPEED_MAX: Final = 1.8  # m/s, brisk walking; shoppers do not run
 VELOCITY_TAU_S: Final = 3.0  # s, how long a walker keeps a direction
 POSITION_JITTER: Final = 0.25  # m per sqrt(s): diffusion that lets particles leave dead ends
+# Shoppers alternate between walking and standing (at a counter, a shop window, a till). A particle is
+# in one of the two modes: standing particles barely move, so a standing shopper's windows accumulate
+# (time averages the shadowing away), while walking ones follow the walker.
+STILL_JITTER: Final = 0.05  # m per sqrt(s): shifting weight at a counter
+STILL_MEAN_S: Final = 15.0  # mean time a standing shopper stays before walking on (short: a start is caught fast)
+WALK_MEAN_S: Final = 30.0  # mean time a walker walks before stopping
+STILL_SHARE_NEW: Final = 0.5  # share of a new track's (and of injected) particles that start standing
 MOVE_SUBSTEPS: Final = 4  # wall checks along a move
 MAX_DT_S: Final = 10.0  # a longer gap re-seeds the device from its fix
 CONNECTOR_RADIUS_M: Final = 5.0  # particles this close to a connector end may change floor
@@ -125,6 +132,7 @@ class ParticleTracker:
         self.pf = np.zeros((cap, particles), dtype=np.int64)
         self.vx = np.zeros((cap, particles))
         self.vy = np.zeros((cap, particles))
+        self.still = np.zeros((cap, particles), dtype=bool)
         self.logw = np.zeros((cap, particles))
         self.last_t = np.full(cap, -np.inf)
         self.est_floor = np.zeros(cap, dtype=np.int64)
@@ -153,6 +161,7 @@ class ParticleTracker:
         self.pf = np.concatenate([self.pf, np.zeros_like(self.pf)])
         self.vx = np.concatenate([self.vx, np.zeros_like(self.vx)])
         self.vy = np.concatenate([self.vy, np.zeros_like(self.vy)])
+        self.still = np.concatenate([self.still, np.zeros_like(self.still)])
         self.logw = np.concatenate([self.logw, np.zeros_like(self.logw)])
         self.last_t = np.concatenate([self.last_t, np.full_like(self.last_t, -np.inf)])
         self.est_floor = np.concatenate([self.est_floor, np.zeros_like(self.est_floor)])
@@ -175,10 +184,11 @@ class ParticleTracker:
         fresh = ~self.alive[s] | (dt > MAX_DT_S) | ~np.isfinite(dt)
         dt = np.where(fresh, 0.0, np.clip(dt, 0.0, MAX_DT_S))
         noise = np.stack([self.rngs[k].standard_normal((p_n, 6)) for k in s])  # (D, P, 6)
-        unif = np.stack([self.rngs[k].random(p_n + 1) for k in s])  # (D, P+1)
+        unif = np.stack([self.rngs[k].random(2 * p_n + 1) for k in s])  # (D, 2P+1)
+        u_mode = unif[:, p_n + 1:]
 
         px, py, pf = self.px[s], self.py[s], self.pf[s]
-        vx, vy, logw = self.vx[s], self.vy[s], self.logw[s]
+        vx, vy, logw, still = self.vx[s], self.vy[s], self.logw[s], self.still[s]
         spread = np.maximum(fix_acc, INIT_SPREAD_M)[:, None]
 
         # Seed new tracks around their fix.
@@ -189,17 +199,22 @@ class ParticleTracker:
             vx[fresh] = 0.0
             vy[fresh] = 0.0
             logw[fresh] = 0.0
+            still[fresh] = u_mode[fresh] < STILL_SHARE_NEW
             self.est_floor[s[fresh]] = fix_floor[fresh]
 
-        # Motion: OU velocity with a speed limit, moves refused where they cross non-walkable cells.
+        # Motion: standing particles may start walking and walkers may stop (a two-mode model); walkers
+        # follow an OU velocity with a speed limit; moves are refused where they cross non-walkable cells.
+        p_go = 1.0 - np.exp(-dt / STILL_MEAN_S)[:, None]
+        p_stop = 1.0 - np.exp(-dt / WALK_MEAN_S)[:, None]
+        still = np.where(still, u_mode >= p_go, u_mode < p_stop)
         rho = np.exp(-dt / VELOCITY_TAU_S)[:, None]
         kick = np.sqrt(1.0 - rho * rho) * SPEED_SD
-        nvx = rho * vx + kick * noise[:, :, 2]
-        nvy = rho * vy + kick * noise[:, :, 3]
+        nvx = np.where(still, 0.0, rho * vx + kick * noise[:, :, 2])
+        nvy = np.where(still, 0.0, rho * vy + kick * noise[:, :, 3])
         speed = np.hypot(nvx, nvy)
         scale = np.minimum(1.0, SPEED_MAX / np.maximum(speed, 1e-9))
         nvx, nvy = nvx * scale, nvy * scale
-        jit = POSITION_JITTER * np.sqrt(dt)[:, None]
+        jit = np.where(still, STILL_JITTER, POSITION_JITTER) * np.sqrt(dt)[:, None]
         dx = nvx * dt[:, None] + jit * noise[:, :, 4]
         dy = nvy * dt[:, None] + jit * noise[:, :, 5]
         ok = self._path_walkable(px, py, pf, dx, dy)
@@ -230,6 +245,7 @@ class ParticleTracker:
             pf[r_idx, worst] = fix_floor[rows, None]
             vx[r_idx, worst] = 0.0
             vy[r_idx, worst] = 0.0
+            still[r_idx, worst] = u_mode[rows, :n_inj] < STILL_SHARE_NEW
             logw[r_idx, worst] = np.max(logw[rows], axis=1, keepdims=True) - 3.0
             snap_mask = np.zeros(d_n, dtype=bool)
             snap_mask[rows] = True
@@ -272,13 +288,13 @@ class ParticleTracker:
             pick = np.minimum(flat.reshape(rows.shape[0], p_n) - np.arange(rows.shape[0])[:, None] * p_n, p_n - 1)
             r_idx = rows[:, None]
             px[rows], py[rows], pf[rows] = px[r_idx, pick], py[r_idx, pick], pf[r_idx, pick]
-            vx[rows], vy[rows] = vx[r_idx, pick], vy[r_idx, pick]
+            vx[rows], vy[rows], still[rows] = vx[r_idx, pick], vy[r_idx, pick], still[r_idx, pick]
             logw[rows] = 0.0
         else:
             logw = np.log(np.maximum(w, 1e-300))
 
         self.px[s], self.py[s], self.pf[s] = px, py, pf
-        self.vx[s], self.vy[s], self.logw[s] = vx, vy, logw
+        self.vx[s], self.vy[s], self.logw[s], self.still[s] = vx, vy, logw, still
         self.last_t[s] = t
         self.alive[s] = True
         self.est_floor[s] = est_floor

@@ -182,3 +182,55 @@ def test_anchors_hearing_each_other_refine_their_radio_parameters(store: Venue) 
     idx = [loc.anchors.index[g.id] for g in gws]
     assert np.median(loc.anchors.rssi_1m[idx]) == pytest.approx(true_p0, abs=2.5)
     assert np.median(loc.anchors.path_loss_n[idx]) == pytest.approx(true_n, abs=0.35)
+
+
+def _standing_readings(mall: Venue, points: list[tuple[float, float]], seconds: int, sigma: float,
+                       seed: int) -> Readings:
+    """Devices standing still on the ground floor; shadowing redrawn every second (a person shifting,
+    people passing by), per-packet fading on top, 10 adverts/s, censored at -97 dBm."""
+    from positioning.radio import anchor_table_from_venue
+
+    a = anchor_table_from_venue(mall)
+    on = np.flatnonzero(a.floor == 0)
+    ids = np.array(a.ids, dtype=object)
+    rng = np.random.default_rng(seed)
+    cols: list[tuple[float, str, str, float]] = []
+    for k, (x, y) in enumerate(points):
+        dz = a.abs_z(1.2)[on] - a.floor_elevation[0] - 1.2
+        d = np.sqrt((x - a.x[on]) ** 2 + (y - a.y[on]) ** 2 + dz**2)
+        mean = a.rssi_1m[on] - 10 * a.path_loss_n[on] * np.log10(d)
+        for s in range(seconds):
+            shadow = rng.normal(0.0, sigma, on.shape[0])
+            for j in range(10):
+                r = np.round(mean + shadow + rng.normal(0.0, 3.0, on.shape[0]))
+                keep = (r > -97) & (rng.random(on.shape[0]) > 0.1)
+                t = T0 + s + j * 0.1 + 0.05
+                cols += [(t, f"still-{k}", str(i), float(v)) for i, v in zip(ids[on[keep]], r[keep], strict=True)]
+    return Readings.from_columns([c[0] for c in cols], [c[1] for c in cols], [c[2] for c in cols],
+                                 [c[3] for c in cols])
+
+
+def test_a_standing_device_is_located_better_with_time(mall: Venue) -> None:
+    """One window's fix is limited by its shadowing (a few metres with 6 dB); a device that stands still
+    gets independent windows, and the tracker must average them instead of chasing each one."""
+    points = [(30.0, 30.0), (55.0, 42.0), (80.0, 25.0)]
+    loc = LiveLocator.from_venue(mall)
+    errs: dict[str, list[float]] = {}
+    for res in loc.replay(_standing_readings(mall, points, 60, 6.0, seed=4)):
+        for f in res.fixes:
+            x, y = points[int(f.device.split("-")[1])]
+            errs.setdefault(f.device, []).append(math.hypot(f.x - x, f.y - y))
+    first = np.median([e[:3] for e in errs.values()])
+    settled = np.median([e[30:] for e in errs.values()])
+    assert settled < 2.0  # single windows: ~4 m
+    assert settled < 0.5 * first
+
+
+def test_the_tracker_learns_how_noisy_windows_are(mall: Venue) -> None:
+    clean, noisy = LiveLocator.from_venue(mall), LiveLocator.from_venue(mall)
+    for _ in clean.replay(_standing_readings(mall, [(40.0, 40.0), (70.0, 30.0)], 30, 1.0, seed=5)):
+        pass
+    for _ in noisy.replay(_standing_readings(mall, [(40.0, 40.0), (70.0, 30.0)], 30, 7.0, seed=5)):
+        pass
+    assert math.sqrt(clean.track_var) < 3.0
+    assert math.sqrt(noisy.track_var) > 5.0

@@ -47,8 +47,10 @@ RETRY_MARGIN = 1.0  # cost units the second start must win by (near ties favour 
 SOLVER_TOL_COST = 1e-10  # relative cost decrease below which an accepted step means converged
 WARM_ITERATIONS = 8  # a fix started from its track's last position needs only a few steps
 ANCHOR_CANDIDATES = 4  # the strongest heard anchors' positions are starting candidates
-POSTERIOR_GRID = 3  # points per principal axis of a fix's covariance for its posterior mean
-POSTERIOR_SPAN_SD = 1.0  # that grid's half-width in standard deviations
+# Where a fix's likelihood is sampled for its posterior mean, in standard deviations along the principal
+# axes of its covariance: a 3 x 3 grid over one sd either way (a 5-point cross is 40% cheaper and gives
+# back a quarter of the gain).
+POSTERIOR_POINTS = tuple((a, b) for a in (-1.0, 0.0, 1.0) for b in (-1.0, 0.0, 1.0))
 MULTISTART_SEPARATION_M = 3.0  # an offset prior this tight means "offset known": its column is frozen
 
 
@@ -161,10 +163,8 @@ class _Packed:
         return _Packed(self.k, *(getattr(self, f)[:, idx] if f in cols else getattr(self, f)[idx]
                                  for f in _Packed.__dataclass_fields__ if f != "k"))
 
-    def evaluate(self, theta: FloatArray) -> Evaluation:
-        x, y, off = theta[:, 0], theta[:, 1], theta[:, 2]
-        k = self.k
-        m, b = self.ax.shape
+    def _geometry(self, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Offsets from each anchor, squared 3-D distances, and the expected RSSI without the device offset."""
         dx = x - self.ax
         dy = y - self.ay
         d2 = dx * dx
@@ -174,6 +174,13 @@ class _Packed:
         mu = np.log10(d2)
         mu *= -self.n5
         mu += self.p0
+        return dx, dy, d2, mu
+
+    def evaluate(self, theta: FloatArray) -> Evaluation:
+        off = theta[:, 2]
+        k = self.k
+        m, b = self.ax.shape
+        dx, dy, d2, mu = self._geometry(theta[:, 0], theta[:, 1])
         mu += off
         g = self.g10 / d2  # -d mu / d(x) = g * dx
         res = np.empty((m + 1, b))
@@ -209,15 +216,7 @@ class _Packed:
         readings and prior, least squares), and that offset. Cheap: no Jacobian. Used to pick starting
         points and to average over the likelihood around a fix."""
         k = self.k
-        dx = x - self.ax
-        dy = y - self.ay
-        d2 = dx * dx
-        d2 += dy * dy
-        d2 += self.dz2
-        np.maximum(d2, MIN_DISTANCE_M**2, out=d2)
-        mu0 = np.log10(d2)
-        mu0 *= -self.n5
-        mu0 += self.p0
+        mu0 = self._geometry(x, y)[3]
         w = self.sw * self.sw
         resid = self.r - mu0[:k]
         prior_w = self.free / (self.sd * self.sd)
@@ -408,10 +407,9 @@ def posterior_mean(prob: FixProblem, sol: FixSolution) -> FixSolution:
     ang = 0.5 * np.arctan2(2.0 * cxy, cxx - cyy)
     ux, uy = np.cos(ang), np.sin(ang)
     packed = _pack(prob)
-    steps = np.linspace(-POSTERIOR_SPAN_SD, POSTERIOR_SPAN_SD, POSTERIOR_GRID)
-    n_pts = steps.shape[0] ** 2
-    gx, gy, cost = np.empty((n_pts, prob.size)), np.empty((n_pts, prob.size)), np.empty((n_pts, prob.size))
-    for i, (a, b) in enumerate((a, b) for a in steps for b in steps):
+    pts = POSTERIOR_POINTS
+    gx, gy, cost = (np.empty((len(pts), prob.size)) for _ in range(3))
+    for i, (a, b) in enumerate(pts):
         gx[i] = np.clip(sol.x + a * s1 * ux - b * s2 * uy, prob.lo[:, 0], prob.hi[:, 0])
         gy[i] = np.clip(sol.y + a * s1 * uy + b * s2 * ux, prob.lo[:, 1], prob.hi[:, 1])
         cost[i], _ = packed.screening_cost(gx[i], gy[i])

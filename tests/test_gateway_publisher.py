@@ -100,8 +100,15 @@ def test_messages_published_while_broker_is_down_arrive_after_restart(mosquitto_
         for i in range(20):
             pub.publish("p/a", f"during{i}".encode())
         mosquitto_broker.start()
-        assert inbox.wait_for(21)
-        assert [p for _, p in inbox.messages] == [b"before"] + [f"during{i}".encode() for i in range(20)]
+        expected = [b"before"] + [f"during{i}".encode() for i in range(20)]
+        deadline = time.monotonic() + WAIT_S
+        while b"during19" not in [p for _, p in inbox.messages] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        got = [p for _, p in inbox.messages]
+        # QoS 1 is at-least-once: a message whose ack the stopping broker never saw comes again. Nothing
+        # is lost, the order holds, and a repeat is only ever a redelivery.
+        assert list(dict.fromkeys(got)) == expected
+        assert max(got.count(m) for m in expected) <= 2
         assert pub.disconnects >= 1 and pub.connects >= 2
     finally:
         pub.close()

@@ -40,7 +40,7 @@ from positioning.filtering import Aggregates, aggregate
 from positioning.fingerprint import knn_locate
 from positioning.maps import NO_ZONE, SiteMap, open_site_map, site_map_from_venue
 from positioning.multilateration import posterior_mean, solve_warm
-from positioning.problems import build_problem
+from positioning.problems import build_problem, smallest_per_group
 from positioning.radio import AnchorTable, anchor_table_from_venue, expected_rssi
 from positioning.tracking import OTHER_FLOOR_M, PARTICLES, Observation, ParticleTracker, TrackEstimate
 from positioning.venue import Venue
@@ -303,8 +303,7 @@ class LiveLocator:
         init_acc = np.where(fix_ok, sol.accuracy_m, sacc)
 
         # The tracker sees consecutive windows; only part of a window's shadowing repeats in the next.
-        t_idx, t_mean, t_var = self._track_anchors(agg, heard_any, heard_idx, heard_mean, heard_var, warm, theta0,
-                                                   floor_guess)
+        t_idx, t_mean, t_var = self._track_anchors(agg, len(devices), warm, theta0, floor_guess)
         pf_var = np.maximum(t_var - WINDOW_CORRELATED_DB**2 + self.track_var, 1.0)
         obs = Observation(t_idx, t_mean, pf_var, alive[None, :] & ~heard_any, offsets,
                           off_sd**2,
@@ -314,41 +313,31 @@ class LiveLocator:
             obs = self._with_fingerprints(obs, agg.group, agg.anchor, agg.mean, len(devices), floor_guess)
         est = self.tracker.step(devices, t_fix, obs, np.where(fix_ok, fx, init_x), np.where(fix_ok, fy, init_y),
                                 floor_guess, init_acc)
-        self._update_offsets(devices, t_fix, est, heard_idx, heard_mean, heard_var, sens)
+        self._update_offsets(devices, t_fix, est, heard_idx, heard_mean, heard_var, offsets, sens)
         fixes, events = self._zones_and_fixes(devices, t_fix, est)
         events.extend(self._expire(now))
         return StepResult(tuple(fixes), tuple(events), {})
 
     # ------------------------------------------------------------------ pieces
-    def _track_anchors(self, agg: Aggregates, heard_any: npt.NDArray[np.bool_], heard_idx: IntArray,
-                       heard_mean: FloatArray, heard_var: FloatArray, warm: npt.NDArray[np.bool_],
-                       theta0: FloatArray, floor: IntArray) -> tuple[IntArray, FloatArray, FloatArray]:
+    def _track_anchors(self, agg: Aggregates, n_dev: int, warm: npt.NDArray[np.bool_], theta0: FloatArray,
+                       floor: IntArray) -> tuple[IntArray, FloatArray, FloatArray]:
         """The heard anchors the tracker weighs, TRACK_ANCHORS per device. A device with a track takes
         the heard anchors nearest its last estimate: chosen by geometry, not by their readings, so a far
         anchor heard only thanks to lucky shadowing is not kept for being strong (the strongest-K choice
         is biased towards such anchors; silence of the near ones is weighed as censoring). New devices
         take the strongest."""
-        k = TRACK_ANCHORS
-        t_idx, t_mean, t_var = heard_idx[:, :k].copy(), heard_mean[:, :k].copy(), heard_var[:, :k].copy()
-        rows = np.flatnonzero(warm)
-        if rows.shape[0] == 0:
-            return t_idx, t_mean, t_var
-        a = self.anchors
-        n_a = len(a)
-        mean = np.full((heard_any.shape[0], n_a), np.nan)
-        var = np.ones((heard_any.shape[0], n_a))
-        mean[agg.group, agg.anchor] = agg.mean
-        var[agg.group, agg.anchor] = agg.var
-        dist = (np.hypot(a.x[None, :] - theta0[rows, 0:1], a.y[None, :] - theta0[rows, 1:2])
-                + OTHER_FLOOR_M * np.abs(a.floor_level[a.floor][None, :] - a.floor_level[floor[rows]][:, None]))
-        dist = np.where(heard_any[rows], dist, np.inf)
-        near = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        ok = np.isfinite(np.take_along_axis(dist, near, axis=1))
-        kk = near.shape[1]  # fewer than K when the venue has fewer anchors
-        t_idx[rows], t_mean[rows], t_var[rows] = -1, 0.0, 1.0
-        t_idx[rows, :kk] = np.where(ok, near, -1)
-        t_mean[rows, :kk] = np.where(ok, mean[rows[:, None], near], 0.0)
-        t_var[rows, :kk] = np.where(ok, var[rows[:, None], near], 1.0)
+        a, g, an = self.anchors, agg.group, agg.anchor
+        key = -agg.mean
+        tracked = warm[g]
+        if tracked.any():
+            dist = (np.hypot(a.x[an] - theta0[g, 0], a.y[an] - theta0[g, 1])
+                    + OTHER_FLOOR_M * np.abs(a.floor_level[a.floor[an]] - a.floor_level[floor[g]]))
+            key = np.where(tracked, dist, key)
+        src, rank = smallest_per_group(g, key, TRACK_ANCHORS)
+        t_idx = np.full((n_dev, TRACK_ANCHORS), -1, dtype=np.int64)
+        t_mean = np.zeros((n_dev, TRACK_ANCHORS))
+        t_var = np.ones((n_dev, TRACK_ANCHORS))
+        t_idx[g[src], rank], t_mean[g[src], rank], t_var[g[src], rank] = an[src], agg.mean[src], agg.var[src]
         return t_idx, t_mean, t_var
 
     def _observe_anchors(self, anchor: IntArray, t: FloatArray, rssi: FloatArray) -> None:
@@ -455,7 +444,7 @@ class LiveLocator:
         return x, y, acc
 
     def _update_offsets(self, devices: list[str], t: FloatArray, est: TrackEstimate, heard_idx: IntArray,
-                        heard_mean: FloatArray, heard_var: FloatArray, sens: float) -> None:
+                        heard_mean: FloatArray, heard_var: FloatArray, offsets: FloatArray, sens: float) -> None:
         a = self.anchors
         heard = heard_idx >= 0
         hi = np.where(heard, heard_idx, 0)
@@ -468,7 +457,6 @@ class LiveLocator:
         # being strong (above sensitivity, or among the K strongest) carries its shadowing's luck and
         # would bias the offset upwards. Expected well above sensitivity and above the weakest kept
         # reading, an anchor is (almost) surely heard and kept, whatever its shadowing.
-        offsets = np.array([self.devices[d].offset for d in devices])
         full = heard.all(axis=1)
         cut = np.where(full, np.where(heard, heard_mean, np.inf).min(axis=1), -np.inf)
         floor_db = np.maximum(sens, cut)[:, None] + OFFSET_MIN_MARGIN_DB

@@ -20,6 +20,19 @@ HULL_MARGIN_M: Final = 10.0  # how far outside their box
 FEW_ADVERTS: Final = 3  # with fewer adverts in a window, silence may be packet loss: censor more cautiously
 
 
+def smallest_per_group(group: IntArray, key: FloatArray, k: int) -> tuple[IntArray, IntArray]:
+    """Rows of a table sorted by ``group`` holding the ``k`` smallest keys of each group, and each one's
+    rank within its group (0 = smallest). A (groups, longest group) matrix sorted row by row, which is
+    much cheaper than one global sort; ties keep the row order."""
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if group.shape[0] else np.zeros(0, np.int64)
+    lens = np.diff(np.r_[starts, group.shape[0]])
+    table = np.full((starts.shape[0], int(lens.max()) if lens.shape[0] else 1), np.inf)
+    table[np.repeat(np.arange(starts.shape[0]), lens), np.arange(group.shape[0]) - np.repeat(starts, lens)] = key
+    top = np.argsort(table, axis=1, kind="stable")[:, :k]
+    valid = top < lens[:, None]
+    return (starts[:, None] + top)[valid], np.nonzero(valid)[1]
+
+
 def build_problem(anchors: AnchorTable, site: SiteMap, group: IntArray, anchor: IntArray, mean: FloatArray,
                   var: FloatArray, count: IntArray, p0: FloatArray, n_fix: int, off0: FloatArray, off_sd: FloatArray,
                   sens: float, device_height: float, alive: npt.NDArray[np.bool_]
@@ -38,16 +51,7 @@ def build_problem(anchors: AnchorTable, site: SiteMap, group: IntArray, anchor: 
     heard_any[group, anchor] = True
     max_count = np.zeros(n_fix, dtype=np.int64)
     np.maximum.at(max_count, group, count)
-    # The strongest K of each group: a (groups, longest group) matrix sorted row by row, which is much
-    # cheaper than one global sort; ties keep the anchor order, so the result does not depend on input order.
-    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if group.shape[0] else np.zeros(0, np.int64)
-    lens = np.diff(np.r_[starts, group.shape[0]])
-    by_power = np.full((starts.shape[0], int(lens.max()) if lens.shape[0] else 1), np.inf)
-    by_power[np.repeat(np.arange(starts.shape[0]), lens), np.arange(group.shape[0]) - np.repeat(starts, lens)] = -mean
-    top = np.argsort(by_power, axis=1, kind="stable")[:, :k_max]
-    valid = top < lens[:, None]
-    src = (starts[:, None] + top)[valid]
-    rank = np.nonzero(valid)[1]
+    src, rank = smallest_per_group(group, -mean, k_max)  # the strongest K of each fix
     g, an, mn, vr, p0s = group[src], anchor[src], mean[src], var[src], p0[src]
     heard = np.full((n_fix, k_max), -1, dtype=np.int64)
     r = np.zeros((n_fix, k_max))

@@ -112,19 +112,25 @@ def victoria_metrics(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def store_venue() -> Venue:
+def store() -> Venue:
     """The corner store venue."""
     return parse_venue(CORNER_STORE.read_text(encoding="utf-8"), str(CORNER_STORE))
 
 
+@pytest.fixture(scope="module")
+def mall() -> Venue:
+    """The demo mall venue."""
+    return parse_venue(DEMO_MALL.read_text(encoding="utf-8"), str(DEMO_MALL))
+
+
 @pytest.fixture
-def engine(mosquitto_broker: MosquittoBroker, tmp_path: Path, store_venue: Venue) -> Iterator[Engine]:
+def engine(mosquitto_broker: MosquittoBroker, tmp_path: Path, store: Venue) -> Iterator[Engine]:
     """The engine over the corner store, subscribed to a real mosquitto, with its SQLite file in tmp_path."""
     from api.engine import Engine
     from api.settings import load_settings
 
     settings = load_settings(mqtt_url=mosquitto_broker.url, db=tmp_path / "engine.sqlite")
-    e = Engine(settings, store_venue, CORNER_STORE.read_text(encoding="utf-8")).start()
+    e = Engine(settings, store, CORNER_STORE.read_text(encoding="utf-8")).start()
     assert e.wait_subscribed(10)
     try:
         yield e

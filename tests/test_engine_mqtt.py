@@ -34,14 +34,14 @@ def _stream(venue: Venue, seconds: int, t0: float, shoppers: int = 8, seed: int 
 
 
 def test_gateways_in_positions_sessions_and_events_out(engine: Engine, mosquitto_broker: MosquittoBroker,
-                                                       store_venue: Venue) -> None:
-    events = Listener(mosquitto_broker.host, mosquitto_broker.port, events_topic(store_venue.id))
-    positions = Listener(mosquitto_broker.host, mosquitto_broker.port, f"instore/v1/{store_venue.id}/positions/+")
+                                                       store: Venue) -> None:
+    events = Listener(mosquitto_broker.host, mosquitto_broker.port, events_topic(store.id))
+    positions = Listener(mosquitto_broker.host, mosquitto_broker.port, f"instore/v1/{store.id}/positions/+")
     pub = Publisher(mosquitto_broker.host, mosquitto_broker.port)
     try:
-        batches = _stream(store_venue, 20, time.time() - 20)
+        batches = _stream(store, 20, time.time() - 20)
         for b in batches:
-            pub.batch(store_venue.id, b)
+            pub.batch(store.id, b)
         sent = sum(len(b) for b in batches)
         wait_until(lambda: engine.pipeline.counters.readings_applied == sent, 20, "all readings applied")
         wait_until(lambda: len(events.messages) > 0 and len({p["device"] for p in positions.messages}) == 8, 10,
@@ -68,18 +68,18 @@ def test_gateways_in_positions_sessions_and_events_out(engine: Engine, mosquitto
 
 def test_malformed_and_oversized_messages_are_survived_and_counted(engine: Engine,
                                                                    mosquitto_broker: MosquittoBroker,
-                                                                   store_venue: Venue) -> None:
+                                                                   store: Venue) -> None:
     pub = Publisher(mosquitto_broker.host, mosquitto_broker.port)
-    topic = readings_topic(store_venue.id, "gw-1")
+    topic = readings_topic(store.id, "gw-1")
     try:
         pub.raw(topic, b"\xff\xfe not json")
         pub.raw(topic, b'{"v": 1, "gw": "gw-1"}')
         pub.raw(topic, b"[" + b"1," * 1_100_000 + b"1]")  # 2.2 MB
-        pub.raw(readings_topic(store_venue.id, "gw-404"), b"{}")
+        pub.raw(readings_topic(store.id, "gw-404"), b"{}")
         pub.raw("espresense/devices/x/nowhere", b"{}")  # a room that is not an anchor
-        good = _stream(store_venue, 3, time.time() - 3, shoppers=2)
+        good = _stream(store, 3, time.time() - 3, shoppers=2)
         for b in good:
-            pub.batch(store_venue.id, b)
+            pub.batch(store.id, b)
         n_good = sum(len(b) for b in good)
         wait_until(lambda: engine.pipeline.counters.readings_applied == n_good, 15, "the good batches")
         wait_until(lambda: sum(engine.pipeline.counters.errors.values()) == 5, 10, "all errors counted")
@@ -91,12 +91,12 @@ def test_malformed_and_oversized_messages_are_survived_and_counted(engine: Engin
 
 
 def test_gateway_last_will_marks_it_down(engine: Engine, mosquitto_broker: MosquittoBroker,
-                                         store_venue: Venue) -> None:
+                                         store: Venue) -> None:
     pub = Publisher(mosquitto_broker.host, mosquitto_broker.port)
     try:
-        pub.raw(status_topic(store_venue.id, "gw-3"), b'{"state":"online","config_version":1}', retain=True)
+        pub.raw(status_topic(store.id, "gw-3"), b'{"state":"online","config_version":1}', retain=True)
         wait_until(lambda: {g["id"]: g["state"] for g in engine.live.view.gateways}.get("gw-3") == "up", 10, "up")
-        pub.raw(status_topic(store_venue.id, "gw-3"), b"offline", retain=True)
+        pub.raw(status_topic(store.id, "gw-3"), b"offline", retain=True)
         wait_until(lambda: {g["id"]: g["state"] for g in engine.live.view.gateways}.get("gw-3") == "down", 10,
                    "down after the last will")
     finally:
@@ -118,23 +118,23 @@ def _healthy(port: int) -> bool:
 
 
 def test_serve_crash_and_restart_mid_stream_loses_nothing(mosquitto_broker: MosquittoBroker, tmp_path: Path,
-                                                          store_venue: Venue) -> None:
+                                                          store: Venue) -> None:
     db, log, port = tmp_path / "serve.sqlite", tmp_path / "serve.log", free_port()
     proc = _serve(CORNER_STORE, mosquitto_broker, db, port, log)
     pub = Publisher(mosquitto_broker.host, mosquitto_broker.port)
     try:
         wait_until(lambda: _healthy(port), 30, f"/healthz 200 (log: {log})")
-        batches = _stream(store_venue, 40, time.time() - 40, shoppers=6)
+        batches = _stream(store, 40, time.time() - 40, shoppers=6)
         half = len(batches) // 2
         for b in batches[:half]:
-            pub.batch(store_venue.id, b).wait_for_publish(5)
+            pub.batch(store.id, b).wait_for_publish(5)
         time.sleep(0.3)
         proc.send_signal(signal.SIGKILL)  # a crash: nothing flushed, nothing acked after the last commit
         proc.wait(10)
         for b in batches[half:]:  # published while the engine is down: the broker keeps them for it
-            pub.batch(store_venue.id, b).wait_for_publish(5)
+            pub.batch(store.id, b).wait_for_publish(5)
         for b in batches[half - 20:half]:  # a gateway resending what it was not sure of
-            pub.batch(store_venue.id, b).wait_for_publish(5)
+            pub.batch(store.id, b).wait_for_publish(5)
         proc = _serve(CORNER_STORE, mosquitto_broker, db, port, log)
         wait_until(lambda: _healthy(port), 30, "/healthz after the restart")
 

@@ -52,9 +52,9 @@ def wire_batches(result: SimulationResult) -> list[ReadingsBatch]:
 
 
 def test_engine_output_matches_the_simulated_truth(engine: Engine, mosquitto_broker: MosquittoBroker,
-                                                   store_venue: Venue) -> None:
+                                                   store: Venue) -> None:
     start_t = float(int(time.time()) - int(DURATION_S) - 30)
-    result = simulate(store_venue, SHOPPERS, DURATION_S, seed=18, start_t=SIM_START_T, follow_clock=False)
+    result = simulate(store, SHOPPERS, DURATION_S, seed=18, start_t=SIM_START_T, follow_clock=False)
     shift = start_t - SIM_START_T
     result.readings.t[...] += shift
     result.readings.arrival[...] += shift
@@ -66,7 +66,7 @@ def test_engine_output_matches_the_simulated_truth(engine: Engine, mosquitto_bro
     pub = Publisher(mosquitto_broker.host, mosquitto_broker.port)
     try:
         for b in batches:
-            pub.batch(store_venue.id, b)
+            pub.batch(store.id, b)
         wait_until(lambda: engine.pipeline.counters.readings_applied == sent, 60, "all readings applied")
         wait_until(lambda: engine.pipeline.uncommitted == 0, 20, "results committed")
     finally:
@@ -80,11 +80,11 @@ def test_engine_output_matches_the_simulated_truth(engine: Engine, mosquitto_bro
     est = Estimates(np.array([r[0] for r in rows]), np.array([r[1] for r in rows], dtype=object),
                     np.array([r[2] for r in rows]), np.array([r[3] for r in rows]),
                     np.array([r[4] for r in rows], dtype=object), np.array([r[5] for r in rows], dtype=object))
-    sc = score(store_venue, truth, est)
+    sc = score(store, truth, est)
     assert sc.scored_rows > 0.8 * sc.rows
     # A 20 x 15 m store with six gateways and the simulator's full channel (6 dB shadowing, bodies,
     # shelves): the single-fix Cramér-Rao bound is the yardstick.
-    assert sc.median_err_m < CRLB_FACTOR * crlb_median_m(store_venue)
+    assert sc.median_err_m < CRLB_FACTOR * crlb_median_m(store)
     assert sc.floor_accuracy == 1.0
     assert sc.zone_accuracy is not None and sc.zone_accuracy > 0.25
     assert sc.visit_f1 is not None and sc.visit_f1 > 0.4

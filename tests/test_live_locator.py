@@ -8,20 +8,11 @@ import numpy as np
 import pytest
 
 from positioning.live import LiveLocator, Readings, StepResult
-from positioning.venue import Venue, parse_venue
-from tests.conftest import CORNER_STORE, DEMO_MALL
+from positioning.venue import Venue
 
 T0 = 1_763_870_000.0
 
 
-@pytest.fixture(scope="module")
-def store() -> Venue:
-    return parse_venue(CORNER_STORE.read_text(), str(CORNER_STORE))
-
-
-@pytest.fixture(scope="module")
-def mall() -> Venue:
-    return parse_venue(DEMO_MALL.read_text(), str(DEMO_MALL))
 
 
 def walk_readings(venue: Venue, path: list[tuple[float, float, float, str]], device: str = "tag-1",

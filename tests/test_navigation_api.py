@@ -17,15 +17,10 @@ from api.routes_navigation import build_router
 from api.wayfinding import Wayfinder, bearing_deg, compass_name, turn_name, wayfinder_for
 from positioning.live import Fix
 from positioning.navigation import WALK_SPEED_MPS, route
-from positioning.venue import Venue, parse_venue, walkable_shape
-from tests.conftest import DEMO_MALL
+from positioning.venue import Venue, walkable_shape
 
 NOW = 1_763_870_000.0
 
-
-@pytest.fixture(scope="module")
-def mall() -> Venue:
-    return parse_venue(DEMO_MALL.read_text(encoding="utf-8"), str(DEMO_MALL))
 
 
 @pytest.fixture(scope="module")

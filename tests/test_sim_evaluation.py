@@ -9,16 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from positioning.venue import Venue, parse_venue
+from positioning.venue import Venue
 from simulations.evaluation import Estimates, score, truth_of
 from simulations.scenario import SimulationResult, simulate
 from simulations.truth import innermost_zone
 from tests.conftest import CORNER_STORE, instore_exe
-
-
-@pytest.fixture(scope="module")
-def store() -> Venue:
-    return parse_venue(CORNER_STORE.read_text(encoding="utf-8"), str(CORNER_STORE))
 
 
 @pytest.fixture(scope="module")

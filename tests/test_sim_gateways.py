@@ -18,17 +18,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from beacon_gateway.adapters import parse_espresense, parse_theengs
 from beacon_gateway.wire import decode_batch, is_canonical_beacon_id, parse_gateway_topic
-from positioning.venue import Venue, parse_venue
+from positioning.venue import Venue
 from simulations.gateways import LiveRun, ScanPoster
 from simulations.live import start_demo_gateways
 from simulations.local_broker import MosquittoBroker
 from simulations.scenario import World
 from tests.conftest import CORNER_STORE, instore_exe
-
-
-@pytest.fixture(scope="module")
-def store() -> Venue:
-    return parse_venue(CORNER_STORE.read_text(encoding="utf-8"), str(CORNER_STORE))
 
 
 class Recorder:

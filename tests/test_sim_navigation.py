@@ -10,18 +10,7 @@ import pytest
 import shapely
 
 from positioning.navigation import NavigationError, Route, build_nav_graph, route, routes_from_waypoint
-from positioning.venue import Venue, parse_venue, walkable_shape
-from tests.conftest import CORNER_STORE, DEMO_MALL
-
-
-@pytest.fixture(scope="module")
-def mall() -> Venue:
-    return parse_venue(DEMO_MALL.read_text(encoding="utf-8"), str(DEMO_MALL))
-
-
-@pytest.fixture(scope="module")
-def store() -> Venue:
-    return parse_venue(CORNER_STORE.read_text(encoding="utf-8"), str(CORNER_STORE))
+from positioning.venue import Venue, walkable_shape
 
 
 def _segments_walkable(venue: Venue, r: Route) -> bool:

@@ -10,14 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from positioning.venue import Anchor, Venue, parse_venue
+from positioning.venue import Anchor, Venue
 from simulations.planner import PlannedAnchor, crlb_map, make_plan, propose
 from tests.conftest import CORNER_STORE, DEMO_MALL, instore_exe
-
-
-@pytest.fixture(scope="module")
-def store() -> Venue:
-    return parse_venue(CORNER_STORE.read_text(encoding="utf-8"), str(CORNER_STORE))
 
 
 def _reference_crlb(px: float, py: float, venue: Venue, sigma: float) -> tuple[float, int]:

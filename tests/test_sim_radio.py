@@ -7,14 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from positioning.venue import Venue, parse_venue
+from positioning.venue import Venue
 from simulations.radio import AnchorSet, Channel, DeviceRadio, Motion, RadioConfig, RadioState, wall_counts
-from tests.conftest import DEMO_MALL
-
-
-@pytest.fixture(scope="module")
-def mall() -> Venue:
-    return parse_venue(DEMO_MALL.read_text(encoding="utf-8"), str(DEMO_MALL))
 
 
 def test_mean_budget_matches_the_formula(mall: Venue) -> None:

@@ -10,20 +10,10 @@ import numpy as np
 import pytest
 import shapely
 
-from positioning.venue import Venue, parse_venue, walkable_shape, zone_shape
+from positioning.venue import Venue, walkable_shape, zone_shape
 from simulations.radio import RadioConfig
 from simulations.scenario import World, simulate
-from tests.conftest import CORNER_STORE, DEMO_MALL, instore_exe
-
-
-@pytest.fixture(scope="module")
-def mall() -> Venue:
-    return parse_venue(DEMO_MALL.read_text(encoding="utf-8"), str(DEMO_MALL))
-
-
-@pytest.fixture(scope="module")
-def store() -> Venue:
-    return parse_venue(CORNER_STORE.read_text(encoding="utf-8"), str(CORNER_STORE))
+from tests.conftest import CORNER_STORE, instore_exe
 
 
 def test_same_seed_same_run_and_other_seed_differs(store: Venue) -> None:

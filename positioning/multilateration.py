@@ -354,17 +354,6 @@ def initial_guesses(prob: FixProblem, starts: int = 1) -> FloatArray:
     return out
 
 
-def _best_offset(prob: FixProblem, theta: FloatArray) -> FloatArray:
-    """Move the offset to its conditional optimum given x, y (it enters the residuals linearly)."""
-    res, jac = prob.residuals(theta)
-    jo = jac[:, :, 2]
-    om = huber_weights(res)
-    denom = (om * jo * jo).sum(axis=1)
-    out = theta.copy()
-    out[:, 2] -= np.where(denom > 0, (om * jo * res).sum(axis=1) / np.maximum(denom, 1e-300), 0.0)
-    return out
-
-
 def solve(prob: FixProblem, theta0: FloatArray | None = None, iterations: int = SOLVER_ITERATIONS,
           starts: int = MULTISTART) -> FixSolution:
     """Robust LM over all fixes at once, from ``starts`` starting points each (the best result wins).
@@ -516,10 +505,6 @@ def _system(ev: Evaluation) -> tuple[FloatArray, FloatArray, FloatArray]:
     om = huber_weights(ev.res)
     curv = np.where(np.abs(ev.res) <= HUBER_K, 1.0, 1e-3 * om)
     return ev.normal_equations(om, curv)
-
-
-def _stack(probs: list[FixProblem]) -> FixProblem:
-    return FixProblem(*(np.concatenate([getattr(p, f) for p in probs]) for f in FixProblem.__dataclass_fields__))
 
 
 def _subset(prob: FixProblem, idx: npt.NDArray[np.int64]) -> FixProblem:

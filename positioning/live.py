@@ -22,6 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from positioning.const import (
+    BODY_LOSS_MAX_DB,
+    BODY_LOSS_PRIOR_DB,
     DEVICE_HEIGHT_M,
     DEVICE_OFFSET_MAX_DB,
     DEVICE_OFFSET_PRIOR_DB,
@@ -41,7 +43,7 @@ from positioning.fingerprint import knn_locate
 from positioning.maps import NO_ZONE, SiteMap, open_site_map, site_map_from_venue
 from positioning.multilateration import posterior_mean, solve_warm
 from positioning.problems import build_problem, smallest_per_group
-from positioning.radio import AnchorTable, anchor_table_from_venue, expected_rssi
+from positioning.radio import AnchorTable, anchor_table_from_venue, body_share, distance, expected_rssi
 from positioning.tracking import OTHER_FLOOR_M, PARTICLES, Observation, ParticleTracker, TrackEstimate
 from positioning.venue import Venue
 from positioning.zones import VISIT_GAP_S, ZoneHysteresis
@@ -75,6 +77,11 @@ TRACK_ANCHORS: Final = 24  # heard anchors the tracker weighs per device (neares
 TRACK_CORRELATED_MIN_DB: Final = 2.0  # the tracker never assumes windows cleaner than this
 TRACK_CORRELATED_MAX_DB: Final = 8.0  # nor noisier
 TRACK_VAR_MEMORY: Final = 20_000.0  # readings the learned window shadowing averages over
+BODY_PRIOR_WEIGHT: Final = 2_000.0  # readings' worth of confidence in the body loss prior
+BODY_MEMORY: Final = 50_000.0  # readings the learned body loss averages over
+BODY_LEARN_WALKING: Final = 0.8  # only devices this surely walking tell the loss (their heading is known)
+BODY_MIN_MARGIN_DB: Final = 6.0  # links expected this far above sensitivity tell it (weaker ones are heard when lucky)
+BODY_MIN_SPREAD: Final = 1.0  # sum of squared body-share spread a step needs to update the loss
 TRACK_VAR_MIN_READINGS: Final = 4  # a step with fewer usable residuals does not update it
 CHI2_1_MEDIAN: Final = 0.4549364231195724  # median of a squared standard normal
 TRACK_CORRELATED_DB: Final = 6.0  # shadowing per window the tracker assumes: windows seconds apart are near independent
@@ -212,6 +219,9 @@ class LiveLocator:
         # Shadowing per window as the residuals at the tracked positions show it (venue-wide, learned).
         self.track_var = TRACK_CORRELATED_DB**2
         self.track_var_n = 0.0
+        # Loss of an anchor squarely behind a walking carrier, learned from residuals along the heading.
+        self.body_db = BODY_LOSS_PRIOR_DB
+        self.body_n = BODY_PRIOR_WEIGHT
         self._buf: list[Readings] = []
         self._chain = {zid: self.site.zone_chain(k) for k, zid in enumerate(self.site.zone_ids)}
         self._bounds = np.array([r.bounds for r in self.site.floors], dtype=np.float64)
@@ -269,6 +279,9 @@ class LiveLocator:
         devices = [str(d) for d in dev_ids]
         t_fix = np.full(len(devices), -np.inf)
         np.maximum.at(t_fix, dev_code, r.t)
+        # The window's readings describe where the device was on average over the window, not at its end.
+        n_dev = len(devices)
+        age = t_fix - np.bincount(dev_code, weights=r.t, minlength=n_dev) / np.bincount(dev_code, minlength=n_dev)
         for k, d in enumerate(devices):
             st = self.devices.get(d)
             if st is None:
@@ -308,7 +321,8 @@ class LiveLocator:
         obs = Observation(t_idx, t_mean, pf_var, alive[None, :] & ~heard_any, offsets,
                           off_sd**2,
                           np.full(len(devices), sens),
-                          PACKET_LOSS ** max_count.astype(np.float64))
+                          PACKET_LOSS ** max_count.astype(np.float64), body_db=self.body_db,
+                          age=age)
         if self.fingerprints is not None and self.fingerprints.weight > 0:
             obs = self._with_fingerprints(obs, agg.group, agg.anchor, agg.mean, len(devices), floor_guess)
         est = self.tracker.step(devices, t_fix, obs, np.where(fix_ok, fx, init_x), np.where(fix_ok, fy, init_y),
@@ -461,7 +475,15 @@ class LiveLocator:
         cut = np.where(full, np.where(heard, heard_mean, np.inf).min(axis=1), -np.inf)
         floor_db = np.maximum(sens, cut)[:, None] + OFFSET_MIN_MARGIN_DB
         strong = heard & same_floor & agrees[:, None] & (mu0 + offsets[:, None] > floor_db)
-        resid = np.where(strong, heard_mean - mu0, np.nan)
+        dx = est.x[:, None] - a.x[hi]
+        dy = est.y[:, None] - a.y[hi]
+        dist = distance(a, hi, est.x[:, None], est.y[:, None], est.floor[:, None], self.cfg.device_height)
+        sure = np.hypot(est.heading_x, est.heading_y)
+        ux, uy = est.heading_x / np.maximum(sure, 1e-12), est.heading_y / np.maximum(sure, 1e-12)
+        share = np.asarray(body_share(ux[:, None], uy[:, None], sure[:, None], dx, dy, dist), dtype=np.float64)
+        audible = heard & same_floor & agrees[:, None] & (mu0 + offsets[:, None] > sens + BODY_MIN_MARGIN_DB)
+        self._learn_body(heard_mean - mu0, share, audible & (est.walking >= BODY_LEARN_WALKING)[:, None])
+        resid = np.where(strong, heard_mean - mu0 + self.body_db * share, np.nan)
         n_strong = strong.sum(axis=1)
         self._learn_track_var(resid - offsets[:, None], heard_var, strong)
         for k, d in enumerate(devices):
@@ -478,6 +500,26 @@ class LiveLocator:
             st.offset = float(np.clip(st.offset + gain * (z - st.offset), -DEVICE_OFFSET_MAX_DB, DEVICE_OFFSET_MAX_DB))
             st.offset_var = max((1.0 - gain) * st.offset_var, OFFSET_MIN_SD_DB**2)
             st.offset_t = float(t[k])
+
+    def _learn_body(self, resid: FloatArray, share: FloatArray, used: npt.NDArray[np.bool_]) -> None:
+        """Update the body loss from this step's walkers: within each device (its offset cancels), the
+        slope of the residuals at the tracked position against each link's body share, pooled over
+        devices, as a running mean over BODY_MEMORY readings starting from a prior."""
+        n = used.sum(axis=1)
+        rows = n >= 3
+        if not rows.any():
+            return
+        u, r, g = used[rows], resid[rows], share[rows]
+        k = n[rows][:, None]
+        gc = np.where(u, g - np.where(u, g, 0.0).sum(axis=1, keepdims=True) / k, 0.0)
+        rc = np.where(u, r - np.where(u, r, 0.0).sum(axis=1, keepdims=True) / k, 0.0)
+        sgg, sgr = float((gc * gc).sum()), float((gc * rc).sum())
+        if sgg < BODY_MIN_SPREAD:
+            return
+        slope = float(np.clip(-sgr / sgg, 0.0, BODY_LOSS_MAX_DB))
+        w = float(u.sum())
+        self.body_n = min(self.body_n + w, BODY_MEMORY)
+        self.body_db += (slope - self.body_db) * w / self.body_n
 
     def _learn_track_var(self, e: FloatArray, heard_var: FloatArray, used: npt.NDArray[np.bool_]) -> None:
         """Update the shadowing the tracker assumes from this step's residuals at the tracked positions:

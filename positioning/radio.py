@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,7 @@ from positioning.venue import Venue
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+AnyFloatArray = npt.NDArray[np.floating[Any]]
 
 DEFAULT_FLOOR_HEIGHT_M = 4.0  # slab to slab when anchors.csv names floors without elevations
 
@@ -135,6 +137,20 @@ def expected_rssi(anchors: AnchorTable, anchor_idx: IntArray, x: FloatArray, y: 
         mu = mu - FLOOR_LOSS_DB * np.abs(anchors.floor_level[anchors.floor[anchor_idx]]
                                          - anchors.floor_level[floor_idx])
     return np.asarray(mu, dtype=np.float64)
+
+
+def body_share(ux: AnyFloatArray, uy: AnyFloatArray, walking: AnyFloatArray | float, dx: AnyFloatArray,
+               dy: AnyFloatArray, d: AnyFloatArray) -> AnyFloatArray:
+    """How much of a carrier's body loss falls on a link, 0..1: for a walker heading (ux, uy) (unit
+    vector), the cosine between its heading and the horizontal path from the anchor to it, (dx, dy) =
+    device - anchor, over the 3-D distance ``d`` (an anchor squarely behind, at the same height, gets
+    all of it; one ahead or overhead none); for someone standing, whose heading is unknown, that
+    averaged over headings. ``walking`` is the weight of the walking case (0..1). Keeps float32 inputs
+    in float32."""
+    behind = np.clip((ux * dx + uy * dy) / d, 0.0, 1.0)
+    around = np.sqrt(dx * dx + dy * dy) / d * (1.0 / np.pi)
+    out: AnyFloatArray = walking * behind + (1.0 - walking) * around
+    return out
 
 
 def distance(anchors: AnchorTable, anchor_idx: IntArray, x: FloatArray, y: FloatArray,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -29,16 +29,19 @@ from positioning.const import (
     SHADOWING_DB,
 )
 from positioning.maps import SiteMap
-from positioning.radio import AnchorTable
+from positioning.radio import AnchorTable, body_share
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 PARTICLES: Final = 256  # per device; enough for a 10 m anchor grid with walls
-SPEED_SD: Final = 0.6  # m/s, spread of walking velocity
+WALK_SPEED: Final = 1.0  # m/s, a shopper's usual walking pace
+WALK_SPEED_SD: Final = 0.35  # m/s, spread of paces
+WALK_SPEED_MIN: Final = 0.3  # m/s, slower than this is standing
 SPEED_MAX: Final = 1.8  # m/s, brisk walking; shoppers do not run
-VELOCITY_TAU_S: Final = 3.0  # s, how long a walker keeps a direction
+SPEED_TAU_S: Final = 10.0  # s, how long a walker keeps its pace
+TURN_SD: Final = 0.35  # rad per sqrt(s): how fast a walker's heading wanders
 POSITION_JITTER: Final = 0.25  # m per sqrt(s): diffusion that lets particles leave dead ends
 # Shoppers alternate between walking and standing (at a counter, a shop window, a till). A particle is
 # in one of the two modes: standing particles barely move, so a standing shopper's windows accumulate
@@ -104,6 +107,8 @@ class Observation:
     pseudo_x: FloatArray | None = None
     pseudo_y: FloatArray | None = None
     pseudo_sd: FloatArray | None = None
+    age: FloatArray | None = None  # (D,) how long before the step's time the readings were taken, on average
+    body_db: float = 0.0  # loss of an anchor squarely behind a walking carrier (0: no body model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +117,9 @@ class TrackEstimate:
     y: FloatArray
     floor: IntArray
     accuracy_m: FloatArray
+    heading_x: FloatArray  # mean of the particles' heading unit vectors: its length (0..1) is how sure
+    heading_y: FloatArray
+    walking: FloatArray  # weight of walking particles, 0..1
 
 
 class ParticleTracker:
@@ -132,6 +140,7 @@ class ParticleTracker:
         self.pf = np.zeros((cap, particles), dtype=np.int64)
         self.vx = np.zeros((cap, particles))
         self.vy = np.zeros((cap, particles))
+        self.hd = np.zeros((cap, particles))  # heading (rad): where a walker goes, where a standing carrier faces
         self.still = np.zeros((cap, particles), dtype=bool)
         self.logw = np.zeros((cap, particles))
         self.last_t = np.full(cap, -np.inf)
@@ -161,6 +170,7 @@ class ParticleTracker:
         self.pf = np.concatenate([self.pf, np.zeros_like(self.pf)])
         self.vx = np.concatenate([self.vx, np.zeros_like(self.vx)])
         self.vy = np.concatenate([self.vy, np.zeros_like(self.vy)])
+        self.hd = np.concatenate([self.hd, np.zeros_like(self.hd)])
         self.still = np.concatenate([self.still, np.zeros_like(self.still)])
         self.logw = np.concatenate([self.logw, np.zeros_like(self.logw)])
         self.last_t = np.concatenate([self.last_t, np.full_like(self.last_t, -np.inf)])
@@ -183,12 +193,13 @@ class ParticleTracker:
         dt = t - self.last_t[s]
         fresh = ~self.alive[s] | (dt > MAX_DT_S) | ~np.isfinite(dt)
         dt = np.where(fresh, 0.0, np.clip(dt, 0.0, MAX_DT_S))
-        noise = np.stack([self.rngs[k].standard_normal((p_n, 6)) for k in s])  # (D, P, 6)
+        noise = np.stack([self.rngs[k].standard_normal((p_n, 7)) for k in s])  # (D, P, 7)
         unif = np.stack([self.rngs[k].random(2 * p_n + 1) for k in s])  # (D, 2P+1)
         u_mode = unif[:, p_n + 1:]
 
         px, py, pf = self.px[s], self.py[s], self.pf[s]
-        vx, vy, logw, still = self.vx[s], self.vy[s], self.logw[s], self.still[s]
+        vx, vy, logw, still, hd = self.vx[s], self.vy[s], self.logw[s], self.still[s], self.hd[s]
+        random_heading = np.arctan2(noise[:, :, 3], noise[:, :, 2])
         spread = np.maximum(fix_acc, INIT_SPREAD_M)[:, None]
 
         # Seed new tracks around their fix.
@@ -198,28 +209,34 @@ class ParticleTracker:
             pf[fresh] = fix_floor[fresh, None]
             vx[fresh] = 0.0
             vy[fresh] = 0.0
+            hd[fresh] = random_heading[fresh]
             logw[fresh] = 0.0
             still[fresh] = u_mode[fresh] < STILL_SHARE_NEW
             self.est_floor[s[fresh]] = fix_floor[fresh]
 
-        # Motion: standing particles may start walking and walkers may stop (a two-mode model); walkers
-        # follow an OU velocity with a speed limit; moves are refused where they cross non-walkable cells.
+        # Motion: standing particles may start walking and walkers may stop (a two-mode model). A walker
+        # keeps a walking pace (its speed reverts to WALK_SPEED) and a heading that turns slowly; a
+        # particle that starts walking picks a random heading. Moves across non-walkable cells are refused.
         p_go = 1.0 - np.exp(-dt / STILL_MEAN_S)[:, None]
         p_stop = 1.0 - np.exp(-dt / WALK_MEAN_S)[:, None]
+        was_still = still
         still = np.where(still, u_mode >= p_go, u_mode < p_stop)
-        rho = np.exp(-dt / VELOCITY_TAU_S)[:, None]
-        kick = np.sqrt(1.0 - rho * rho) * SPEED_SD
-        nvx = np.where(still, 0.0, rho * vx + kick * noise[:, :, 2])
-        nvy = np.where(still, 0.0, rho * vy + kick * noise[:, :, 3])
-        speed = np.hypot(nvx, nvy)
-        scale = np.minimum(1.0, SPEED_MAX / np.maximum(speed, 1e-9))
-        nvx, nvy = nvx * scale, nvy * scale
+        speed = np.hypot(vx, vy)
+        start = ~still & (was_still | (speed < 1e-9))
+        heading = np.where(start, random_heading, hd + TURN_SD * np.sqrt(dt)[:, None] * noise[:, :, 3])
+        hd = np.where(still, hd, heading)  # a carrier who stops keeps facing the way it walked
+        rho = np.exp(-dt / SPEED_TAU_S)[:, None]
+        speed = np.where(start, WALK_SPEED, WALK_SPEED + rho * (speed - WALK_SPEED))
+        speed = speed + np.where(start, 1.0, np.sqrt(1.0 - rho * rho)) * WALK_SPEED_SD * noise[:, :, 6]
+        speed = np.where(still, 0.0, np.clip(speed, WALK_SPEED_MIN, SPEED_MAX))
+        nvx, nvy = speed * np.cos(heading), speed * np.sin(heading)
         jit = np.where(still, STILL_JITTER, POSITION_JITTER) * np.sqrt(dt)[:, None]
         dx = nvx * dt[:, None] + jit * noise[:, :, 4]
         dy = nvy * dt[:, None] + jit * noise[:, :, 5]
         ok = self._path_walkable(px, py, pf, dx, dy)
         px = np.where(ok, px + dx, px)
         py = np.where(ok, py + dy, py)
+        # A walker that meets a wall turns: it keeps its pace and takes a new random heading next step.
         vx = np.where(ok, nvx, 0.0)
         vy = np.where(ok, nvy, 0.0)
 
@@ -245,6 +262,7 @@ class ParticleTracker:
             pf[r_idx, worst] = fix_floor[rows, None]
             vx[r_idx, worst] = 0.0
             vy[r_idx, worst] = 0.0
+            hd[r_idx, worst] = random_heading[rows, :n_inj]
             still[r_idx, worst] = u_mode[rows, :n_inj] < STILL_SHARE_NEW
             logw[r_idx, worst] = np.max(logw[rows], axis=1, keepdims=True) - 3.0
             snap_mask = np.zeros(d_n, dtype=bool)
@@ -252,7 +270,7 @@ class ParticleTracker:
             px, py = self._snap(px, py, pf, snap_mask)
 
         # Measurement update.
-        ll, mean_e2 = self._loglik(px, py, pf, obs)
+        ll, mean_e2 = self._loglik(px, py, pf, vx, vy, hd, obs)
         lost = np.min(mean_e2, axis=1) > LOST_MEAN_E2
         if obs.pseudo_x is not None and obs.pseudo_y is not None and obs.pseudo_sd is not None:
             has = np.isfinite(obs.pseudo_x) & np.isfinite(obs.pseudo_sd)
@@ -273,6 +291,8 @@ class ParticleTracker:
         ey = (w_on * py).sum(axis=1)
         var = (w_on * ((px - ex[:, None]) ** 2 + (py - ey[:, None]) ** 2)).sum(axis=1)
         acc = np.clip(np.sqrt(var), ACCURACY_MIN_M, ACCURACY_MAX_M)
+        walking = np.where(still, 0.0, w_on).sum(axis=1)
+        hx, hy = (w_on * np.cos(hd)).sum(axis=1), (w_on * np.sin(hd)).sum(axis=1)
         ex, ey = self._snap_points(ex, ey, est_floor)
 
         # Resample where the effective sample size is low (systematic, per device).
@@ -289,12 +309,13 @@ class ParticleTracker:
             r_idx = rows[:, None]
             px[rows], py[rows], pf[rows] = px[r_idx, pick], py[r_idx, pick], pf[r_idx, pick]
             vx[rows], vy[rows], still[rows] = vx[r_idx, pick], vy[r_idx, pick], still[r_idx, pick]
+            hd[rows] = hd[r_idx, pick]
             logw[rows] = 0.0
         else:
             logw = np.log(np.maximum(w, 1e-300))
 
         self.px[s], self.py[s], self.pf[s] = px, py, pf
-        self.vx[s], self.vy[s], self.logw[s], self.still[s] = vx, vy, logw, still
+        self.vx[s], self.vy[s], self.logw[s], self.still[s], self.hd[s] = vx, vy, logw, still, hd
         self.last_t[s] = t
         self.alive[s] = True
         self.est_floor[s] = est_floor
@@ -304,7 +325,7 @@ class ParticleTracker:
         if relost.any():
             self.alive[s[relost]] = False
             self.lost_n[s[relost]] = 0
-        return TrackEstimate(ex, ey, est_floor, acc)
+        return TrackEstimate(ex, ey, est_floor, acc, hx, hy, walking)
 
     # ------------------------------------------------------------------ pieces
     def _path_walkable(self, px: FloatArray, py: FloatArray, pf: IntArray, dx: FloatArray,
@@ -365,7 +386,8 @@ class ParticleTracker:
                 x[m], y[m] = raster.snap(x[m], y[m])
         return x, y
 
-    def _loglik(self, px: FloatArray, py: FloatArray, pf: IntArray, obs: Observation) -> tuple[FloatArray, FloatArray]:
+    def _loglik(self, px: FloatArray, py: FloatArray, pf: IntArray, vx: FloatArray, vy: FloatArray,
+                hd: FloatArray, obs: Observation) -> tuple[FloatArray, FloatArray]:
         heard = obs.anchor >= 0
         ai = np.where(heard, obs.anchor, 0)
         # Residuals share the device's offset error c ~ N(0, s2). Profiling it out gives the Gaussian
@@ -375,7 +397,7 @@ class ParticleTracker:
         # Computed in float32: (devices x particles x anchors) is the largest array of a step.
         f32 = np.float32
         inv_v = np.where(heard, 1.0 / obs.var, 0.0).astype(f32)[:, None, :]
-        e = self._heard_residuals(px, py, pf, ai, obs)  # (D, P, K), zero where not heard
+        e = self._heard_residuals(px, py, pf, vx, vy, hd, ai, obs)  # (D, P, K), zero where not heard
         s2 = np.maximum(obs.offset_var, 1e-6)[:, None]
         shift = ((e * inv_v).sum(axis=2) / (1.0 / s2 + inv_v.sum(axis=2))).astype(f32)
         lim = (ROBUST_CLIP * np.sqrt(obs.var)).astype(f32)[:, None, :]
@@ -404,12 +426,16 @@ class ParticleTracker:
                 ll += add.sum(axis=2)
         return ll, mean_e2
 
-    def _heard_residuals(self, px: FloatArray, py: FloatArray, pf: IntArray, ai: IntArray,
-                         obs: Observation) -> npt.NDArray[np.float32]:
+    def _heard_residuals(self, px: FloatArray, py: FloatArray, pf: IntArray, vx: FloatArray, vy: FloatArray,
+                         hd: FloatArray, ai: IntArray, obs: Observation) -> npt.NDArray[np.float32]:
         """measured - expected RSSI of each heard anchor for each particle, float32, 0 for padding."""
         a = self.anchors
         f32 = np.float32
         heard = obs.anchor >= 0
+        if obs.age is not None:
+            # Where each particle was when the readings were taken (it has moved on since).
+            back = np.maximum(obs.age, 0.0)[:, None]
+            px, py = px - vx * back, py - vy * back
         # c = measured - (rssi_1m + offset), so e = c + 5 n log10(d^2) + slab losses.
         c = np.where(heard, obs.mean - a.rssi_1m[ai] - obs.offset[:, None], 0.0).astype(f32)[:, None, :]
         n5 = np.where(heard, 5.0 * a.path_loss_n[ai], 0.0).astype(f32)[:, None, :]
@@ -428,9 +454,17 @@ class ParticleTracker:
             levels = np.abs(a.floor_level[a.floor[ai]].astype(f32)[:, None, :]
                             - a.floor_level[pf].astype(f32)[:, :, None])
         np.maximum(d2, f32(MIN_DISTANCE_M**2), out=d2)
+        body: npt.NDArray[np.floating[Any]] | None = None
+        if obs.body_db > 0:
+            # The carrier's body: anchors behind the way a particle walks or faces lose up to body_db.
+            body = body_share(np.cos(hd).astype(f32)[:, :, None], np.sin(hd).astype(f32)[:, :, None], 1.0,
+                              dx, dy, np.sqrt(d2))
+            body *= f32(obs.body_db) * (n5 > 0)
         np.log10(d2, out=d2)
         d2 *= n5
         d2 += c
+        if body is not None:
+            d2 += body
         if levels is not None:
             levels *= f32(FLOOR_LOSS_DB)
             levels *= (n5 > 0)

@@ -36,6 +36,8 @@ from positioning.const import (
     SENSITIVITY_DBM,
     SHADOWING_DB,
     TX_POWER_PRIOR_DB,
+    WALL_LOSS_MAX_DB,
+    WALL_LOSS_PRIOR_DB,
     WINDOW_CORRELATED_DB,
 )
 from positioning.filtering import Aggregates, aggregate
@@ -77,11 +79,11 @@ TRACK_ANCHORS: Final = 24  # heard anchors the tracker weighs per device (neares
 TRACK_CORRELATED_MIN_DB: Final = 2.0  # the tracker never assumes windows cleaner than this
 TRACK_CORRELATED_MAX_DB: Final = 8.0  # nor noisier
 TRACK_VAR_MEMORY: Final = 20_000.0  # readings the learned window shadowing averages over
-BODY_PRIOR_WEIGHT: Final = 2_000.0  # readings' worth of confidence in the body loss prior
-BODY_MEMORY: Final = 50_000.0  # readings the learned body loss averages over
-BODY_LEARN_WALKING: Final = 0.8  # only devices this surely walking tell the loss (their heading is known)
-BODY_MIN_MARGIN_DB: Final = 6.0  # links expected this far above sensitivity tell it (weaker ones are heard when lucky)
-BODY_MIN_SPREAD: Final = 1.0  # sum of squared body-share spread a step needs to update the loss
+LOSS_PRIOR_WEIGHT: Final = 2_000.0  # links' worth of confidence in the body and wall loss priors
+LOSS_MEMORY: Final = 50_000.0  # links the learned body and wall losses average over
+LOSS_MIN_MARGIN_DB: Final = 6.0  # links expected this far above sensitivity tell them (weaker: heard when lucky)
+LOSS_MIN_SPREAD: Final = 1.0  # sum of squared spread of the geometric factor a step needs to update a loss
+BODY_LEARN_WALKING: Final = 0.8  # only devices this surely walking tell the body loss (their heading is known)
 TRACK_VAR_MIN_READINGS: Final = 4  # a step with fewer usable residuals does not update it
 CHI2_1_MEDIAN: Final = 0.4549364231195724  # median of a squared standard normal
 TRACK_CORRELATED_DB: Final = 6.0  # shadowing per window the tracker assumes: windows seconds apart are near independent
@@ -219,9 +221,10 @@ class LiveLocator:
         # Shadowing per window as the residuals at the tracked positions show it (venue-wide, learned).
         self.track_var = TRACK_CORRELATED_DB**2
         self.track_var_n = 0.0
-        # Loss of an anchor squarely behind a walking carrier, learned from residuals along the heading.
-        self.body_db = BODY_LOSS_PRIOR_DB
-        self.body_n = BODY_PRIOR_WEIGHT
+        # Loss of an anchor squarely behind a walking carrier, learned from residuals along the heading,
+        # and loss per obstacle on the line of sight, learned from residuals against obstacle counts.
+        self.body = LearnedLoss(BODY_LOSS_PRIOR_DB, LOSS_PRIOR_WEIGHT, BODY_LOSS_MAX_DB)
+        self.wall = LearnedLoss(WALL_LOSS_PRIOR_DB, LOSS_PRIOR_WEIGHT, WALL_LOSS_MAX_DB)
         self._buf: list[Readings] = []
         self._chain = {zid: self.site.zone_chain(k) for k, zid in enumerate(self.site.zone_ids)}
         self._bounds = np.array([r.bounds for r in self.site.floors], dtype=np.float64)
@@ -321,7 +324,8 @@ class LiveLocator:
         obs = Observation(t_idx, t_mean, pf_var, alive[None, :] & ~heard_any, offsets,
                           off_sd**2,
                           np.full(len(devices), sens),
-                          PACKET_LOSS ** max_count.astype(np.float64), body_db=self.body_db,
+                          PACKET_LOSS ** max_count.astype(np.float64), body_db=self.body.value,
+                          wall_db=self.wall.value,
                           age=age)
         if self.fingerprints is not None and self.fingerprints.weight > 0:
             obs = self._with_fingerprints(obs, agg.group, agg.anchor, agg.mean, len(devices), floor_guess)
@@ -481,9 +485,19 @@ class LiveLocator:
         sure = np.hypot(est.heading_x, est.heading_y)
         ux, uy = est.heading_x / np.maximum(sure, 1e-12), est.heading_y / np.maximum(sure, 1e-12)
         share = np.asarray(body_share(ux[:, None], uy[:, None], sure[:, None], dx, dy, dist), dtype=np.float64)
-        audible = heard & same_floor & agrees[:, None] & (mu0 + offsets[:, None] > sens + BODY_MIN_MARGIN_DB)
-        self._learn_body(heard_mean - mu0, share, audible & (est.walking >= BODY_LEARN_WALKING)[:, None])
-        resid = np.where(strong, heard_mean - mu0 + self.body_db * share, np.nan)
+        walls = (self.tracker.walls.at(hi, est.x[:, None], est.y[:, None], est.floor[:, None])
+                 if self.tracker.walls is not None else np.zeros(hi.shape))
+        # The losses are learned from links selected by their expected level alone (a link picked for
+        # being heard carries its luck). Walls: only links that would be heard even at the highest wall
+        # loss, so the links behind walls are not only the lucky ones; log-distance is regressed out with
+        # the wall count (far links cross more walls). Body: walkers' links well above sensitivity.
+        above = heard & same_floor & agrees[:, None] & (mu0 + offsets[:, None] > sens + LOSS_MIN_MARGIN_DB)
+        worst = mu0 + offsets[:, None] - WALL_LOSS_MAX_DB * walls
+        safe = above & (worst > np.maximum(sens, cut)[:, None] + LOSS_MIN_MARGIN_DB)
+        raw = heard_mean - mu0
+        self.body.update(raw + self.wall.value * walls, share, above & (est.walking >= BODY_LEARN_WALKING)[:, None])
+        self.wall.update(raw + self.body.value * share, walls, safe, (np.log10(dist),))
+        resid = np.where(strong, raw + self.body.value * share + self.wall.value * walls, np.nan)
         n_strong = strong.sum(axis=1)
         self._learn_track_var(resid - offsets[:, None], heard_var, strong)
         for k, d in enumerate(devices):
@@ -500,26 +514,6 @@ class LiveLocator:
             st.offset = float(np.clip(st.offset + gain * (z - st.offset), -DEVICE_OFFSET_MAX_DB, DEVICE_OFFSET_MAX_DB))
             st.offset_var = max((1.0 - gain) * st.offset_var, OFFSET_MIN_SD_DB**2)
             st.offset_t = float(t[k])
-
-    def _learn_body(self, resid: FloatArray, share: FloatArray, used: npt.NDArray[np.bool_]) -> None:
-        """Update the body loss from this step's walkers: within each device (its offset cancels), the
-        slope of the residuals at the tracked position against each link's body share, pooled over
-        devices, as a running mean over BODY_MEMORY readings starting from a prior."""
-        n = used.sum(axis=1)
-        rows = n >= 3
-        if not rows.any():
-            return
-        u, r, g = used[rows], resid[rows], share[rows]
-        k = n[rows][:, None]
-        gc = np.where(u, g - np.where(u, g, 0.0).sum(axis=1, keepdims=True) / k, 0.0)
-        rc = np.where(u, r - np.where(u, r, 0.0).sum(axis=1, keepdims=True) / k, 0.0)
-        sgg, sgr = float((gc * gc).sum()), float((gc * rc).sum())
-        if sgg < BODY_MIN_SPREAD:
-            return
-        slope = float(np.clip(-sgr / sgg, 0.0, BODY_LOSS_MAX_DB))
-        w = float(u.sum())
-        self.body_n = min(self.body_n + w, BODY_MEMORY)
-        self.body_db += (slope - self.body_db) * w / self.body_n
 
     def _learn_track_var(self, e: FloatArray, heard_var: FloatArray, used: npt.NDArray[np.bool_]) -> None:
         """Update the shadowing the tracker assumes from this step's residuals at the tracked positions:
@@ -598,6 +592,54 @@ class LiveLocator:
                          last_t=float(s["last_t"]) if s.get("last_t") is not None else -np.inf,
                          zones=ZoneHysteresis.from_state(s.get("zones", {})))
             self.devices[str(d)] = st
+
+
+def within_device_fit(resid: FloatArray, xs: Sequence[FloatArray], used: npt.NDArray[np.bool_]
+                      ) -> tuple[FloatArray, float] | None:
+    """Least-squares coefficients of ``resid`` on the factors ``xs`` (each devices x links) within each
+    device (row means removed, so each device's unknown offset cancels), pooled over devices; with the
+    number of links used. None when the factors barely vary or are collinear (rows with fewer than
+    three links do not count)."""
+    n = used.sum(axis=1)
+    rows = n >= 3
+    if not rows.any():
+        return None
+    u = used[rows]
+    k = n[rows][:, None]
+
+    def centred(v: FloatArray) -> FloatArray:
+        v = v[rows]
+        return np.where(u, v - np.where(u, v, 0.0).sum(axis=1, keepdims=True) / k, 0.0)
+
+    xc = [centred(x) for x in xs]
+    rc = centred(resid)
+    a = np.array([[float((xi * xj).sum()) for xj in xc] for xi in xc])
+    b = np.array([float((xi * rc).sum()) for xi in xc])
+    if a[0, 0] < LOSS_MIN_SPREAD or np.linalg.cond(a) > 1e6:
+        return None
+    return np.linalg.solve(a, b), float(u.sum())
+
+
+@dataclass(slots=True)
+class LearnedLoss:
+    """A loss (dB per unit of some geometric factor) learned online as a running mean of per-step slopes
+    over ``memory`` links, starting from ``value`` worth ``n`` links, kept within [0, ``max_db``]."""
+
+    value: float
+    n: float
+    max_db: float
+    memory: float = LOSS_MEMORY
+
+    def update(self, resid: FloatArray, x: FloatArray, used: npt.NDArray[np.bool_],
+               controls: Sequence[FloatArray] = ()) -> None:
+        """One step's links: ``resid`` measured minus expected without this loss, ``x`` its factor;
+        ``controls`` are other factors regressed out with it (such as log-distance, which walls follow)."""
+        fit = within_device_fit(resid, [x, *controls], used)
+        if fit is None:
+            return
+        coef, w = fit
+        self.n = min(self.n + w, self.memory)
+        self.value += (float(np.clip(-coef[0], 0.0, self.max_db)) - self.value) * w / self.n
 
 
 def _range(p0: FloatArray, n: FloatArray, rssi: FloatArray) -> FloatArray:

@@ -7,6 +7,7 @@ anchors. Connectors are kept as arrays for the tracker's floor changes.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,3 +193,97 @@ def open_site_map(anchors: AnchorTable, extra_x: FloatArray | None = None,
     empty_f = np.zeros(0, dtype=np.float64)
     return SiteMap(tuple(raster for _ in anchors.floor_ids), (), (), (), empty_i, empty_f, empty_f, empty_i,
                    empty_f, empty_f, has_venue=False)
+
+
+WALL_CELL_M = 1.0  # resolution of the per-anchor wall-count tables (walls cost a few dB; 1 m is plenty)
+WALL_RANGE_M = 40.0  # links longer than this are not counted (such anchors are rarely heard anyway)
+WALL_STEP_M = 0.25  # sampling step along a line of sight (the raster's resolution)
+WALL_MAX = 15  # counts saturate here
+
+
+@dataclass(frozen=True, slots=True)
+class WallTables:
+    """Per floor, the number of obstacles (holes of the walkable area: walls, counters, shelving, and the
+    outside of the building) that the line of sight from each anchor on that floor to each cell crosses,
+    stacked as (floors, anchors, cells). Anchors on other floors have zeros (the slab dominates)."""
+
+    x0: FloatArray  # (floors,) grid origins
+    y0: FloatArray
+    nx: IntArray  # (floors,) grid widths
+    ny: IntArray
+    res: float
+    counts: npt.NDArray[np.uint8]  # (floors, anchors, max cells)
+
+    def cell(self, x: FloatArray, y: FloatArray, floor: IntArray) -> IntArray:
+        """Flat cell index of each point on its floor's grid (clipped to the grid)."""
+        nx, ny = self.nx[floor], self.ny[floor]
+        i = np.clip(((y - self.y0[floor]) / self.res).astype(np.int64), 0, ny - 1)
+        j = np.clip(((x - self.x0[floor]) / self.res).astype(np.int64), 0, nx - 1)
+        return np.asarray(i * nx + j, dtype=np.int64)
+
+    def gather(self, floor: IntArray, anchor: IntArray, cell: IntArray) -> npt.NDArray[np.uint8]:
+        """Counts for broadcast (floor, anchor, cell) indices, through one flat int32 index (cheaper than
+        three-array fancy indexing on the tracker's (devices, particles, anchors) arrays)."""
+        _, n_a, n_c = self.counts.shape
+        i32 = np.int32
+        flat = floor.astype(i32) * i32(n_a)
+        flat = flat + anchor.astype(i32)
+        flat = flat * i32(n_c)
+        flat += cell.astype(i32)
+        return np.take(self.counts.reshape(-1), flat)
+
+    def at(self, anchor: IntArray, x: FloatArray, y: FloatArray, floor: IntArray) -> FloatArray:
+        """Obstacles between ``anchor`` and (x, y) on ``floor`` (broadcasting)."""
+        return np.asarray(self.counts[floor, anchor, self.cell(x, y, floor)], dtype=np.float64)
+
+
+_WALL_CACHE: dict[bytes, WallTables] = {}
+WALL_CACHE_SIZE = 4  # venues whose tables are kept (they take a second or two to build)
+
+
+def wall_tables(site: SiteMap, anchors: AnchorTable) -> WallTables:
+    """Count, along each anchor's line of sight to each cell of its floor, the walkable -> obstacle
+    transitions (an anchor mounted on a wall or counter does not count the one it hangs on). Cached per
+    (map, anchors): engines and tests build locators for the same venue again and again."""
+    h = hashlib.sha1()
+    for raster in site.floors:
+        h.update(np.array((*raster.bounds, raster.res)).tobytes())
+        h.update(np.packbits(raster.walkable).tobytes())
+    for col in (anchors.x, anchors.y, anchors.floor):
+        h.update(np.ascontiguousarray(col).tobytes())
+    h.update(b"venue" if site.has_venue else b"open")
+    key = h.digest()
+    hit = _WALL_CACHE.get(key)
+    if hit is not None:
+        return hit
+    n_f = len(site.floors)
+    shapes = []
+    for raster in site.floors:
+        bx0, by0, bx1, by1 = raster.bounds
+        shapes.append((bx0, by0, max(1, int(np.ceil((bx1 - bx0) / WALL_CELL_M))),
+                       max(1, int(np.ceil((by1 - by0) / WALL_CELL_M)))))
+    cells = max(nx * ny for _, _, nx, ny in shapes)
+    counts = np.zeros((n_f, len(anchors), cells), dtype=np.uint8)
+    n_samples = int(np.ceil(WALL_RANGE_M / WALL_STEP_M))
+    frac = (np.arange(1, n_samples + 1) / n_samples)[None, :]
+    for f, raster in enumerate(site.floors):
+        if not site.has_venue:
+            break
+        bx0, by0, nx, ny = shapes[f]
+        gx, gy = (g.ravel() for g in np.meshgrid(bx0 + (np.arange(nx) + 0.5) * WALL_CELL_M,
+                                                 by0 + (np.arange(ny) + 0.5) * WALL_CELL_M))
+        for a in np.flatnonzero(anchors.floor == f):
+            ax, ay = float(anchors.x[a]), float(anchors.y[a])
+            near = np.flatnonzero(np.hypot(gx - ax, gy - ay) <= WALL_RANGE_M)
+            walk = raster.is_walkable(ax + (gx[near, None] - ax) * frac, ay + (gy[near, None] - ay) * frac)
+            start = raster.is_walkable(np.array([ax]), np.array([ay]))
+            walk = np.concatenate([np.broadcast_to(start, (near.shape[0], 1)), walk], axis=1)
+            entries = (walk[:, :-1] & ~walk[:, 1:]).sum(axis=1)
+            counts[f, a, near] = np.minimum(entries, WALL_MAX).astype(np.uint8)
+    out = WallTables(np.array([sh[0] for sh in shapes]), np.array([sh[1] for sh in shapes]),
+                     np.array([sh[2] for sh in shapes], dtype=np.int64),
+                     np.array([sh[3] for sh in shapes], dtype=np.int64), WALL_CELL_M, counts)
+    if len(_WALL_CACHE) >= WALL_CACHE_SIZE:
+        _WALL_CACHE.pop(next(iter(_WALL_CACHE)))
+    _WALL_CACHE[key] = out
+    return out

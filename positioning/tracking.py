@@ -28,7 +28,7 @@ from positioning.const import (
     MIN_DISTANCE_M,
     SHADOWING_DB,
 )
-from positioning.maps import SiteMap
+from positioning.maps import SiteMap, WallTables, wall_tables
 from positioning.radio import AnchorTable, body_share
 
 FloatArray = npt.NDArray[np.float64]
@@ -108,6 +108,7 @@ class Observation:
     pseudo_y: FloatArray | None = None
     pseudo_sd: FloatArray | None = None
     age: FloatArray | None = None  # (D,) how long before the step's time the readings were taken, on average
+    wall_db: float = 0.0  # loss per obstacle on the line of sight (0: walls not modelled)
     body_db: float = 0.0  # loss of an anchor squarely behind a walking carrier (0: no body model)
 
 
@@ -149,6 +150,7 @@ class ParticleTracker:
         self.lost_n = np.zeros(cap, dtype=np.int64)
         self.az_abs = anchors.abs_z(device_height)
         self.near_table, self.near_origin = _near_anchor_tables(anchors, site)
+        self.walls: WallTables | None = wall_tables(site, anchors) if site.has_venue else None
 
     # ------------------------------------------------------------------ bookkeeping
     def _slots(self, devices: list[str]) -> IntArray:
@@ -414,7 +416,7 @@ class ParticleTracker:
         rows = np.arange(px.shape[0])[:, None, None]
         cens = obs.silent[rows, near]
         if cens.any():
-            cmu = self._mu_at(px, py, pf, near, obs.offset)
+            cmu = self._mu_at(px, py, pf, near, obs.offset, obs.wall_db)
             z = (obs.sens[:, None, None] - cmu) / SHADOWING_DB
             live = cens & (z < CENSOR_NEGLIGIBLE_Z)  # far below sensitivity: silence costs nothing
             if live.any():
@@ -465,6 +467,11 @@ class ParticleTracker:
         d2 += c
         if body is not None:
             d2 += body
+        if self.walls is not None and obs.wall_db > 0:
+            cell = self.walls.cell(px, py, pf)
+            walls = self.walls.gather(pf[:, :, None], ai[:, None, :], cell[:, :, None]).astype(f32)
+            walls *= f32(obs.wall_db) * (n5 > 0)
+            d2 += walls
         if levels is not None:
             levels *= f32(FLOOR_LOSS_DB)
             levels *= (n5 > 0)
@@ -484,7 +491,8 @@ class ParticleTracker:
             out[m] = table[i, j]
         return out
 
-    def _mu_at(self, px: FloatArray, py: FloatArray, pf: IntArray, ai: IntArray, offset: FloatArray) -> FloatArray:
+    def _mu_at(self, px: FloatArray, py: FloatArray, pf: IntArray, ai: IntArray, offset: FloatArray,
+               wall_db: float = 0.0) -> FloatArray:
         """Expected RSSI of anchors ``ai`` (D, P, M), one set per particle."""
         a = self.anchors
         dz = self.az_abs[ai] - (a.floor_elevation[pf] + self.h)[:, :, None]
@@ -492,7 +500,11 @@ class ParticleTracker:
         d2 = np.maximum(d2, MIN_DISTANCE_M**2)
         mu = a.rssi_1m[ai] + offset[:, None, None] - 5.0 * a.path_loss_n[ai] * np.log10(d2)
         levels = np.abs(a.floor_level[a.floor[ai]] - a.floor_level[pf][:, :, None])
-        return np.asarray(mu - FLOOR_LOSS_DB * levels, dtype=np.float64)
+        mu = mu - FLOOR_LOSS_DB * levels
+        if self.walls is not None and wall_db > 0:
+            cell = self.walls.cell(px, py, pf)
+            mu = mu - wall_db * self.walls.gather(pf[:, :, None], ai, cell[:, :, None])
+        return np.asarray(mu, dtype=np.float64)
 
     def _choose_floor(self, s: IntArray, pf: IntArray, w: FloatArray) -> IntArray:
         n_floors = len(self.site.floors)

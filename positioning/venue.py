@@ -492,7 +492,8 @@ def _check_geometry(r: _Reader, venue: Venue) -> None:
             raise r.fail(f"zones[{i}].entrance", f"entrance {list(z.entrance)} is not on or inside zone {z.id!r}")
 
     tree = STRtree(shapes)
-    for i, j in zip(*tree.query(shapes, predicate="intersects"), strict=True):
+    pairs = tree.query(shapes, predicate="intersects") if shapes else ([], [])  # a venue may have no zones
+    for i, j in zip(*pairs, strict=True):
         za, zb = venue.zones[int(i)], venue.zones[int(j)]
         if i >= j or za.floor != zb.floor:
             continue

@@ -244,7 +244,7 @@ def test_body_share_follows_the_carriers_heading() -> None:
     assert standing[3] < standing[0]
 
 
-@pytest.mark.parametrize("body_db, lo, hi", [((0.0, 0.0), 0.0, 2.5), ((10.0, 15.0), 3.5, 15.0)])
+@pytest.mark.parametrize("body_db, lo, hi", [((0.0, 0.0), 0.0, 3.0), ((10.0, 15.0), 3.8, 15.0)])
 def test_the_body_loss_is_learned_from_walkers(mall: Venue, body_db: tuple[float, float], lo: float,
                                                hi: float) -> None:
     """Walkers whose body hides the receivers behind them (simulated, 10-15 dB) teach the locator a body
@@ -259,4 +259,51 @@ def test_the_body_loss_is_learned_from_walkers(mall: Venue, body_db: tuple[float
     loc = LiveLocator.from_venue(mall)
     for _ in loc.replay(Readings.from_columns(r.t, r.device, r.anchor, r.rssi, r.tx_power)):
         pass
-    assert lo <= loc.body_db <= hi, loc.body_db
+    assert lo <= loc.body.value <= hi, loc.body.value
+
+
+def test_wall_tables_count_the_obstacles_on_each_line_of_sight() -> None:
+    """One floor 40 x 30 m with two wall segments (holes) across x = 20 and x = 30: an anchor at x = 5 sees
+    cells before the first wall through none, between the walls through one, behind both through two
+    (or one, when the line passes the second wall's end); the open gap above y = 20 lets lines of sight
+    along the top through."""
+    import yaml
+
+    from positioning.maps import site_map_from_venue, wall_tables
+    from positioning.radio import anchor_table_from_venue
+    from positioning.venue import parse_venue
+
+    wall = [[[20, 0], [20.4, 0], [20.4, 20], [20, 20]], [[30, 0], [30.4, 0], [30.4, 20], [30, 20]]]
+    square = [[0, 0], [40, 0], [40, 30], [0, 30]]
+    doc = {"schema": 1, "venue": {"id": "w", "name": "Walls", "timezone": "UTC"},
+           "floors": [{"id": "L1", "level": 0, "elevation_m": 0.0, "outline": square}],
+           "anchors": [{"id": "gw-1", "floor": "L1", "x": 5, "y": 10}, {"id": "gw-2", "floor": "L1", "x": 5, "y": 25}],
+           "walkable": [{"floor": "L1", "polygon": square, "holes": wall}]}
+    venue = parse_venue(yaml.safe_dump(doc), "walls.yaml")
+    anchors = anchor_table_from_venue(venue)
+    walls = wall_tables(site_map_from_venue(venue, anchors), anchors)
+    a0 = np.zeros(4, dtype=np.int64)
+    xs, ys = np.array([15.0, 25.0, 35.0, 35.0]), np.array([10.0, 10.0, 10.0, 25.0])
+    np.testing.assert_array_equal(walls.at(a0, xs, ys, np.zeros(4, dtype=np.int64)), [0, 1, 2, 1])
+    top = walls.at(np.array([1]), np.array([35.0]), np.array([25.0]), np.zeros(1, dtype=np.int64))
+    np.testing.assert_array_equal(top, [0])
+
+
+def test_within_device_fit_recovers_a_loss_despite_offsets_and_distance() -> None:
+    """Residuals = -3 dB per wall + a per-device offset + a log-distance trend + noise; the fit removes each
+    device's offset and the distance trend (walls grow with distance) and returns the wall slope."""
+    from positioning.live import within_device_fit
+
+    rng = np.random.default_rng(7)
+    n_dev, n_link = 200, 12
+    log_d = rng.uniform(0.3, 1.5, (n_dev, n_link))
+    walls = np.floor(rng.uniform(0, 3, (n_dev, n_link)) * log_d)
+    resid = (-3.0 * walls + rng.normal(0, 8, (n_dev, 1)) - 6.0 * log_d + rng.normal(0, 4, (n_dev, n_link)))
+    used = rng.random((n_dev, n_link)) < 0.8
+    fit = within_device_fit(resid, [walls, log_d], used)
+    assert fit is not None
+    coef, n = fit
+    assert coef[0] == pytest.approx(-3.0, abs=0.4)
+    assert coef[1] == pytest.approx(-6.0, abs=1.0)
+    assert n == used[used.sum(axis=1) >= 3].sum()
+    assert within_device_fit(resid, [np.ones_like(resid)], used) is None  # no spread within devices

@@ -257,3 +257,9 @@ def test_beacons_only_venue_is_valid_and_ids_are_lowercased() -> None:
     venue = load(doc)
     assert venue.beacons[0].id == "ibeacon:abcdef01-0000-0000-0000-000000000000-1-2"
     assert venue.anchors == ()
+
+
+def test_a_venue_without_zones_loads() -> None:
+    doc = base_doc()
+    doc["zones"] = []
+    assert load(doc).zones == ()

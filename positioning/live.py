@@ -575,13 +575,28 @@ class LiveLocator:
 
     # ------------------------------------------------------------------ persistence
     def snapshot(self) -> dict[str, Any]:
-        """JSON-serialisable state (zone membership, device offsets) for a restart without re-entering stays."""
+        """JSON-serialisable state (zone membership, device offsets, the channel as learned: window
+        shadowing, body and wall losses) for a restart without re-entering stays or relearning."""
         return {"devices": {d: {"offset": st.offset, "offset_var": st.offset_var, "floor": st.floor,
                                 "x": st.x, "y": st.y,
                                 "last_t": st.last_t if np.isfinite(st.last_t) else None,
-                                "zones": st.zones.to_state()} for d, st in self.devices.items()}}
+                                "zones": st.zones.to_state()} for d, st in self.devices.items()},
+                "channel": {"track_var": [self.track_var, self.track_var_n],
+                            "body_db": [self.body.value, self.body.n], "wall_db": [self.wall.value, self.wall.n]}}
 
     def restore(self, state: Mapping[str, Any]) -> None:
+        channel = state.get("channel", {})
+        if isinstance(channel, Mapping):
+            learned = {k: v for k, v in channel.items() if isinstance(v, list) and len(v) == 2
+                       and all(isinstance(q, (int, float)) and math.isfinite(q) and q >= 0 for q in v)}
+            if "track_var" in learned:
+                self.track_var = float(np.clip(learned["track_var"][0], TRACK_CORRELATED_MIN_DB**2,
+                                               TRACK_CORRELATED_MAX_DB**2))
+                self.track_var_n = min(float(learned["track_var"][1]), TRACK_VAR_MEMORY)
+            for key, loss in (("body_db", self.body), ("wall_db", self.wall)):
+                if key in learned:
+                    loss.value = min(float(learned[key][0]), loss.max_db)
+                    loss.n = min(float(learned[key][1]), loss.memory)
         devs = state.get("devices", {})
         if not isinstance(devs, Mapping):
             return

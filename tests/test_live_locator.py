@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -149,6 +150,20 @@ def test_restart_from_snapshot_does_not_enter_a_stay_twice(store: Venue) -> None
         loc2.push(_take(readings, m))
         enters += [e.zone for e in loc2.advance(T0 + s + 0.999).events if e.type == "zone_enter"]
     assert enters.count("c-skincare") == 1, enters
+
+
+def test_snapshot_keeps_the_channel_as_learned_and_restore_rejects_nonsense(store: Venue) -> None:
+    loc = LiveLocator.from_venue(store)
+    loc.track_var, loc.body.value, loc.body.n, loc.wall.value, loc.wall.n = 9.0, 4.5, 7000.0, 2.0, 9000.0
+    state = json.loads(json.dumps(loc.snapshot()))
+    again = LiveLocator.from_venue(store)
+    again.restore(state)
+    assert (again.track_var, again.body.value, again.body.n, again.wall.value) == (9.0, 4.5, 7000.0, 2.0)
+    fresh = LiveLocator.from_venue(store)
+    fresh.restore({"channel": {"body_db": [float("nan"), 1.0], "wall_db": [99.0, 5.0], "track_var": "x"}})
+    assert fresh.body.value == 0.0  # NaN ignored
+    assert fresh.wall.value == fresh.wall.max_db  # clipped to the physical limit
+    assert fresh.track_var == LiveLocator.from_venue(store).track_var
 
 
 def test_anchors_hearing_each_other_refine_their_radio_parameters(store: Venue) -> None:

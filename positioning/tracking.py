@@ -1,13 +1,16 @@
 """Tracking: a particle filter per device, vectorized over all devices of a step.
 
-Each particle has a position, a floor and a velocity. The motion model is an Ornstein-Uhlenbeck
-velocity (walkers keep going, slow down, stop) with a walking speed limit; moves that would cross a
-non-walkable cell (walls, counter furniture, voids) are refused, and floors change only near a
-connector end (escalator, lift, stairs) — or anywhere, slowly, when there is no venue. The measurement
-model is the radio model's likelihood of the window's filtered RSSI, with a robust (Huber) loss, and
-the censoring likelihood of near receivers that did not hear the device. A small share of particles is
-redrawn each step around the window's multilateration fix, so a lost track recovers. Random draws
-come from one generator per device, seeded by its id: results do not depend on other devices.
+Each particle has a position, a floor, a velocity, a heading and a mode (standing or walking). Walkers
+keep a walking pace (it drifts slowly around WALK_SPEED) and a heading that turns slowly, under a speed
+limit; standing particles barely move and keep facing the way they walked. Moves that would cross a
+non-walkable cell (walls, counter furniture, voids) are refused, and floors change only near a connector
+end (escalator, lift, stairs) — or anywhere, slowly, when there is no venue. The measurement model is
+the radio model's likelihood of the window's filtered RSSI at where each particle was when the readings
+were taken, with the device offset marginalised, a robust (Huber-like) loss, the learned losses of
+obstacles on the line of sight and of the carrier's body (anchors behind its heading), and the censoring
+likelihood of near receivers that did not hear the device. A small share of particles is redrawn each
+step around the window's multilateration fix, so a lost track recovers. Random draws come from one
+generator per device, seeded by its id: results do not depend on other devices.
 """
 
 from __future__ import annotations

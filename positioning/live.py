@@ -184,6 +184,8 @@ class _Device:
     last_t: float = -np.inf
     x: float = 0.0
     y: float = 0.0
+    heading_x: float = 0.0  # the track's heading vector (its length says how sure)
+    heading_y: float = 0.0
     zones: ZoneHysteresis = field(default_factory=ZoneHysteresis)
 
 
@@ -293,7 +295,7 @@ class LiveLocator:
                 self._set_offset_prior(st, r, dev_code == k, anchor)
 
         agg = aggregate(dev_code, anchor, r.rssi, self.reading_p0(anchor, r.tx_power))
-        p0_group = agg.aux
+        p0_group = self._known_losses(agg, devices, t_fix)
 
         sens = self._sensitivity()
         offsets = np.array([self.devices[d].offset for d in devices])
@@ -337,6 +339,34 @@ class LiveLocator:
         return StepResult(tuple(fixes), tuple(events), {})
 
     # ------------------------------------------------------------------ pieces
+    def _known_losses(self, agg: Aggregates, devices: list[str], t_fix: FloatArray) -> FloatArray:
+        """Each (device, anchor) row's 1 m power less the obstacle and body losses the device's recent track
+        implies (the window's fix cannot see walls or a heading; the track can). New devices: none."""
+        p0 = agg.aux
+        sts = [self.devices[d] for d in devices]
+        recent = np.array([np.isfinite(st.last_t) and t_fix[k] - st.last_t < WARM_START_S and st.floor >= 0
+                           for k, st in enumerate(sts)], dtype=bool)
+        rows = recent[agg.group]
+        if not rows.any() or (self.wall.value <= 0 and self.body.value <= 0):
+            return p0
+        g, an = agg.group[rows], agg.anchor[rows]
+        x = np.array([st.x for st in sts])[g]
+        y = np.array([st.y for st in sts])[g]
+        fl = np.array([st.floor for st in sts], dtype=np.int64)[g]
+        hx = np.array([st.heading_x for st in sts])[g]
+        hy = np.array([st.heading_y for st in sts])[g]
+        a = self.anchors
+        loss = np.zeros(g.shape)
+        if self.tracker.walls is not None:
+            loss += self.wall.value * self.tracker.walls.at(an, x, y, fl)
+        sure = np.hypot(hx, hy)
+        dist = distance(a, an, x, y, fl, self.cfg.device_height)
+        loss += self.body.value * body_share(hx / np.maximum(sure, 1e-12), hy / np.maximum(sure, 1e-12), sure,
+                                             x - a.x[an], y - a.y[an], dist)
+        out = p0.copy()
+        out[rows] -= loss
+        return out
+
     def _track_anchors(self, agg: Aggregates, n_dev: int, warm: npt.NDArray[np.bool_], theta0: FloatArray,
                        floor: IntArray) -> tuple[IntArray, FloatArray, FloatArray]:
         """The heard anchors the tracker weighs, TRACK_ANCHORS per device. A device with a track takes
@@ -550,6 +580,7 @@ class LiveLocator:
             st.floor = fl
             st.last_t = tk
             st.x, st.y = float(est.x[k]), float(est.y[k])
+            st.heading_x, st.heading_y = float(est.heading_x[k]), float(est.heading_y[k])
             raw_zone = self.site.zone_ids[raw[k]] if raw[k] != NO_ZONE else None
             changes = (st.zones.update(tk, raw_zone, self._chain) if delay is None
                        else st.zones.update(tk, raw_zone, self._chain, delay))

@@ -349,23 +349,27 @@ class LiveLocator:
         rows = recent[agg.group]
         if not rows.any() or (self.wall.value <= 0 and self.body.value <= 0):
             return p0
-        g, an = agg.group[rows], agg.anchor[rows]
-        x = np.array([st.x for st in sts])[g]
-        y = np.array([st.y for st in sts])[g]
-        fl = np.array([st.floor for st in sts], dtype=np.int64)[g]
-        hx = np.array([st.heading_x for st in sts])[g]
-        hy = np.array([st.heading_y for st in sts])[g]
-        a = self.anchors
-        loss = np.zeros(g.shape)
-        if self.tracker.walls is not None:
-            loss += self.wall.value * self.tracker.walls.at(an, x, y, fl)
-        sure = np.hypot(hx, hy)
-        dist = distance(a, an, x, y, fl, self.cfg.device_height)
-        loss += self.body.value * body_share(hx / np.maximum(sure, 1e-12), hy / np.maximum(sure, 1e-12), sure,
-                                             x - a.x[an], y - a.y[an], dist)
+        g = agg.group[rows]
+        walls, share, _ = self._link_geometry(
+            agg.anchor[rows], np.array([st.x for st in sts])[g], np.array([st.y for st in sts])[g],
+            np.array([st.floor for st in sts], dtype=np.int64)[g], np.array([st.heading_x for st in sts])[g],
+            np.array([st.heading_y for st in sts])[g])
         out = p0.copy()
-        out[rows] -= loss
+        out[rows] -= self.wall.value * walls + self.body.value * share
         return out
+
+    def _link_geometry(self, anchor: IntArray, x: FloatArray, y: FloatArray, floor: IntArray, heading_x: FloatArray,
+                       heading_y: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Obstacles on the line of sight, body share and 3-D distance of links from ``anchor`` to devices
+        at (x, y) on ``floor`` whose track heads (heading_x, heading_y) (its length: how sure; broadcasting)."""
+        a = self.anchors
+        dist = distance(a, anchor, x, y, floor, self.cfg.device_height)
+        sure = np.hypot(heading_x, heading_y)
+        ux, uy = heading_x / np.maximum(sure, 1e-12), heading_y / np.maximum(sure, 1e-12)
+        share = np.asarray(body_share(ux, uy, sure, x - a.x[anchor], y - a.y[anchor], dist), dtype=np.float64)
+        walls = (self.tracker.walls.at(anchor, x, y, floor) if self.tracker.walls is not None
+                 else np.zeros(np.broadcast_shapes(anchor.shape, x.shape)))
+        return walls, share, dist
 
     def _track_anchors(self, agg: Aggregates, n_dev: int, warm: npt.NDArray[np.bool_], theta0: FloatArray,
                        floor: IntArray) -> tuple[IntArray, FloatArray, FloatArray]:
@@ -509,14 +513,8 @@ class LiveLocator:
         cut = np.where(full, np.where(heard, heard_mean, np.inf).min(axis=1), -np.inf)
         floor_db = np.maximum(sens, cut)[:, None] + OFFSET_MIN_MARGIN_DB
         strong = heard & same_floor & agrees[:, None] & (mu0 + offsets[:, None] > floor_db)
-        dx = est.x[:, None] - a.x[hi]
-        dy = est.y[:, None] - a.y[hi]
-        dist = distance(a, hi, est.x[:, None], est.y[:, None], est.floor[:, None], self.cfg.device_height)
-        sure = np.hypot(est.heading_x, est.heading_y)
-        ux, uy = est.heading_x / np.maximum(sure, 1e-12), est.heading_y / np.maximum(sure, 1e-12)
-        share = np.asarray(body_share(ux[:, None], uy[:, None], sure[:, None], dx, dy, dist), dtype=np.float64)
-        walls = (self.tracker.walls.at(hi, est.x[:, None], est.y[:, None], est.floor[:, None])
-                 if self.tracker.walls is not None else np.zeros(hi.shape))
+        walls, share, dist = self._link_geometry(hi, est.x[:, None], est.y[:, None], est.floor[:, None],
+                                                 est.heading_x[:, None], est.heading_y[:, None])
         # The losses are learned from links selected by their expected level alone (a link picked for
         # being heard carries its luck). Walls: only links that would be heard even at the highest wall
         # loss, so the links behind walls are not only the lucky ones; log-distance is regressed out with

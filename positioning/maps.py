@@ -234,7 +234,7 @@ class WallTables:
 
     def at(self, anchor: IntArray, x: FloatArray, y: FloatArray, floor: IntArray) -> FloatArray:
         """Obstacles between ``anchor`` and (x, y) on ``floor`` (broadcasting)."""
-        return np.asarray(self.counts[floor, anchor, self.cell(x, y, floor)], dtype=np.float64)
+        return np.asarray(self.gather(floor, anchor, self.cell(x, y, floor)), dtype=np.float64)
 
 
 _WALL_CACHE: dict[bytes, WallTables] = {}

@@ -240,9 +240,10 @@ def run_locate(args: argparse.Namespace) -> int:
         from positioning.maps import site_map_from_venue
         from positioning.static import build_fingerprints
 
-        fp_site = site or (site_map_from_venue(venue, anchors) if venue is not None else None)
-        if fp_site is not None:
-            fingerprints = build_fingerprints(anchors, fp_site, survey_pts, height)
+        if site is None and venue is not None:
+            site = site_map_from_venue(venue, anchors)  # built once: the locator below takes it too
+        if site is not None:
+            fingerprints = build_fingerprints(anchors, site, survey_pts, height)
             fpr = fingerprints
             calibration_note += (f"; fingerprints: weight {fpr.weight:.1f} (held-back survey median error: model "
                                  f"{fpr.loo_model_median_m:.2f} m, kNN {fpr.loo_knn_median_m:.2f} m, "

@@ -241,7 +241,7 @@ class ParticleTracker:
         ok = self._path_walkable(px, py, pf, dx, dy)
         px = np.where(ok, px + dx, px)
         py = np.where(ok, py + dy, py)
-        # A walker that meets a wall turns: it keeps its pace and takes a new random heading next step.
+        # A walker that meets a wall stops; next step it sets off again at a walking pace, on a new random heading.
         vx = np.where(ok, nvx, 0.0)
         vy = np.where(ok, nvy, 0.0)
 

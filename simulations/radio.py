@@ -32,14 +32,13 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 from scipy import ndimage
-from shapely import STRtree
-from shapely.geometry import Polygon
 
-from positioning.venue import Venue
+from positioning.venue import Venue, walkable_shape
 from simulations.errors import SimulationError
 
 SHADOW_GRID_M: Final = 0.5  # resolution of the shadowing fields (well below the correlation length)
-WALL_GRID_M: Final = 2.0  # resolution of the wall-count tables (walls cost a few dB; 2 m is plenty)
+WALL_GRID_M: Final = 1.0  # wall-count cells: counters are 1-2 m deep; 2 m cells put their walls a cell off
+SHADOW_REACH: Final = 1e4  # a hole's shadow is its copy scaled this much from the anchor (beyond any venue)
 MAX_WALLS: Final = 12  # beyond this many walls a link is dead anyway
 CANDIDATE_MARGIN_DB: Final = 4.0  # a link whose mid-tick mean is this far below sensitivity is skipped
 FADING_TAIL: Final = 3.0  # ... plus this many fading/channel σ
@@ -165,30 +164,39 @@ def _grid(venue: Venue, res: float) -> _Grid:
 
 def wall_counts(venue: Venue, floor_id: str, ax: float, ay: float, px: npt.NDArray[np.float64],
                 py: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-    """How many walkable holes of ``floor_id`` the segment from ``(ax, ay)`` to each point crosses."""
-    holes = [Polygon(h) for w in venue.walkable_on(floor_id) for h in w.holes]
-    if not holes or px.size == 0:
-        return np.zeros(px.shape, dtype=np.int64)
-    tree = STRtree(holes)
-    start = np.broadcast_to(np.array([ax, ay]), (px.size, 2))
-    lines = shapely.linestrings(np.stack([start, np.stack([px, py], axis=1)], axis=1))
-    li, _ = tree.query(lines, predicate="intersects")
-    return np.bincount(li, minlength=px.size).astype(np.int64)
+    """How many walkable holes of ``floor_id`` the line of sight from ``(ax, ay)`` to each point enters.
+
+    A convex hole blocks the points of its shadow: the hole and everything behind it as seen from the
+    anchor (the convex hull of the hole and of the hole scaled far out from the anchor). An anchor
+    mounted on a counter's edge is blocked by it only towards the counter. Other holes: their convex
+    hull's shadow (holes are walls, counters and shelving: convex or nearly)."""
+    counts = np.zeros(px.shape, dtype=np.int64)
+    src = np.array([ax, ay])
+    for w in venue.walkable_on(floor_id):
+        for h in w.holes:
+            ring = np.asarray(h, dtype=np.float64)
+            far = src + (ring - src) * SHADOW_REACH
+            shadow = shapely.convex_hull(shapely.multipoints(np.vstack([ring, far])))
+            counts += shapely.intersects_xy(shadow, px, py)
+    return counts
 
 
 def wall_tables(venue: Venue, anchors: AnchorSet, grid: _Grid) -> npt.NDArray[np.uint8]:
-    """Wall counts per (device floor, anchor, cell): walls of the device's floor between it and
-    the anchor's spot above it. Anchors sharing a spot (stacked floors) share the work."""
+    """Wall counts per (device floor, anchor, cell): walls between a device and an anchor on its floor.
+    A link to another floor has none: it leaves the height of the walls within a few metres and its
+    slab loss dominates. Only cells a device can be in (walkable space and a cell around it) get counts."""
     px, py = grid.centres()
     out = np.zeros((len(venue.floors), len(anchors), px.size), dtype=np.uint8)
     for fi, f in enumerate(venue.floors):
+        area = walkable_shape(venue, f.id).buffer(grid.res)
+        cells = np.flatnonzero(shapely.contains_xy(area, px, py)) if venue.walkable_on(f.id) else np.arange(px.size)
         cache: dict[tuple[float, float], npt.NDArray[np.uint8]] = {}
-        for j in range(len(anchors)):
+        for j in np.flatnonzero(anchors.floor == fi):
             key = (float(anchors.x[j]), float(anchors.y[j]))
             if key not in cache:
-                counts = wall_counts(venue, f.id, key[0], key[1], px, py)
+                counts = wall_counts(venue, f.id, key[0], key[1], px[cells], py[cells])
                 cache[key] = np.minimum(counts, MAX_WALLS).astype(np.uint8)
-            out[fi, j] = cache[key]
+            out[fi, j, cells] = cache[key]
     return out
 
 

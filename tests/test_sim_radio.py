@@ -6,8 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from shapely.geometry import Point
 
-from positioning.venue import Venue
+from positioning.venue import Venue, walkable_shape
 from simulations.radio import AnchorSet, Channel, DeviceRadio, Motion, RadioConfig, RadioState, wall_counts
 
 
@@ -16,22 +17,25 @@ def test_mean_budget_matches_the_formula(mall: Venue) -> None:
     anchors = AnchorSet.of(mall, "gateway")
     ch = Channel(mall, anchors, cfg, seed=3)
     rng = np.random.default_rng(0)
-    x = rng.uniform(1, 119, 40)
-    y = rng.uniform(5, 75, 40)
     floor = rng.integers(0, 2, 40)
+    x, y = np.zeros(40), np.zeros(40)
+    for k in range(40):  # devices are where people walk (the wall tables cover walkable space)
+        area = walkable_shape(mall, mall.floors[int(floor[k])].id)
+        while not area.contains(Point(x[k], y[k])):
+            x[k], y[k] = rng.uniform(1, 119), rng.uniform(5, 75)
     got = ch.mean_db(floor, x, y)
     levels = [f.level for f in mall.floors]
     elev = [f.elevation_m for f in mall.floors]
     assert ch.shadow_rows is not None
     for k in range(40):
         f = int(floor[k])
-        # walls on the device's floor between it and each anchor's spot, as the 2 m table has them
+        # walls between the device and each anchor on its floor, as the table's cell has them
         cx = ch.wall_grid.x0 + (math.floor((x[k] - ch.wall_grid.x0) / ch.wall_grid.res) + 0.5) * ch.wall_grid.res
         cy = ch.wall_grid.y0 + (math.floor((y[k] - ch.wall_grid.y0) / ch.wall_grid.res) + 0.5) * ch.wall_grid.res
         shadow_cell = int(ch.shadow_grid.cell(np.array([x[k]]), np.array([y[k]]))[0])
         for j in rng.choice(len(anchors), 6, replace=False).tolist():
-            walls = wall_counts(mall, mall.floors[f].id, float(anchors.x[j]), float(anchors.y[j]),
-                                np.array([cx]), np.array([cy]))[0]
+            walls = 0 if anchors.floor[j] != f else wall_counts(
+                mall, mall.floors[f].id, float(anchors.x[j]), float(anchors.y[j]), np.array([cx]), np.array([cy]))[0]
             d = math.sqrt((x[k] - anchors.x[j]) ** 2 + (y[k] - anchors.y[j]) ** 2
                           + (elev[f] + 1.2 - elev[anchors.floor[j]] - anchors.z[j]) ** 2)
             expect = (float(ch.p0[j]) - float(ch.n10[j]) * math.log10(d) - min(walls, 12) * cfg.wall_db
@@ -85,3 +89,26 @@ def test_censoring_and_duty_cycle(mall: Venue) -> None:
         assert np.all(chunk.rssi >= np.floor(ch.sens[chunk.anchor]) - 0.5)  # nothing below sensitivity
     sent = n * 2 * 30 * len(anchors)
     assert 0.02 * sent < heard < 0.8 * sent  # far gateways and duty cycles miss many packets
+
+
+def test_wall_counts_are_the_shadows_of_the_obstacles() -> None:
+    """A counter (2 x 1 m) in an open 20 x 20 m floor: seen from an anchor, points behind it are blocked
+    (count 1), points before it, beside it or behind the anchor are not; an anchor mounted on the counter's
+    corner is blocked by it only towards the counter; two counters in a row count 2."""
+    import yaml
+
+    from positioning.venue import parse_venue
+
+    square = [[0, 0], [20, 0], [20, 20], [0, 20]]
+    counters = [[[9, 9], [11, 9], [11, 10], [9, 10]], [[9, 14], [11, 14], [11, 15], [9, 15]]]
+    doc = {"schema": 1, "venue": {"id": "c", "name": "Counter", "timezone": "UTC"},
+           "floors": [{"id": "L1", "level": 0, "elevation_m": 0.0, "outline": square}],
+           "anchors": [{"id": "gw-1", "floor": "L1", "x": 10, "y": 2}],
+           "walkable": [{"floor": "L1", "polygon": square, "holes": counters}]}
+    venue = parse_venue(yaml.safe_dump(doc), "counter.yaml")
+    px = np.array([10.0, 10.0, 10.0, 17.0, 10.0, 10.2])
+    py = np.array([5.0, 12.0, 18.0, 12.0, 1.0, 9.5])
+    np.testing.assert_array_equal(wall_counts(venue, "L1", 10.0, 2.0, px, py), [0, 1, 2, 0, 0, 1])
+    # mounted on the first counter's corner (9, 9): blocked towards the counter, open elsewhere
+    np.testing.assert_array_equal(wall_counts(venue, "L1", 9.0, 9.0, np.array([12.0, 5.0, 8.0, 10.0]),
+                                              np.array([9.5, 5.0, 18.0, 18.0])), [1, 0, 0, 2])

@@ -162,7 +162,8 @@ def load_readings(path: Path, known_anchors: set[str]) -> ReadingsData:
                         None if scan is None else scan[keep], +drops)
 
 
-def load_anchor_csv(path: Path) -> tuple[Any, Any]:
+def load_anchor_csv(path: Path) -> tuple[Any, Any, bool]:
+    """The anchor table, how each anchor's advertised power is used, and whether any exponent was given."""
     from positioning.live import TX_IGNORE, TX_IS_P0
     from positioning.radio import anchor_table
 
@@ -174,16 +175,17 @@ def load_anchor_csv(path: Path) -> tuple[Any, Any]:
     if dup:
         raise LocateError(f"{path}: duplicate anchor {dup[0]!r}")
     rssi_1m = tbl.number("rssi_1m", allow_empty=True) if tbl.has("rssi_1m") else None
+    path_n = tbl.number("path_loss_n", allow_empty=True) if tbl.has("path_loss_n") else None
     table = anchor_table(
         [str(a) for a in ids], tbl.number("x"), tbl.number("y"),
         z=tbl.number("z", allow_empty=True) if tbl.has("z") else None,
         floor=[str(f) for f in tbl.text("floor")] if tbl.has("floor") else None,
         rssi_1m=rssi_1m,
-        path_loss_n=tbl.number("path_loss_n", allow_empty=True) if tbl.has("path_loss_n") else None,
+        path_loss_n=path_n,
     )
     given = np.zeros(len(ids), dtype=bool) if rssi_1m is None else np.isfinite(rssi_1m)
     tx_use = np.where(given, TX_IGNORE, TX_IS_P0).astype(np.int64)
-    return table, tx_use
+    return table, tx_use, path_n is not None and bool(np.isfinite(path_n).any())
 
 
 def cmd_locate(args: argparse.Namespace) -> int:
@@ -203,6 +205,7 @@ def run_locate(args: argparse.Namespace) -> int:
     if not (0.0 <= height <= 10.0):
         raise LocateError(f"--device-height {height:g}: expected metres between 0 and 10")
     venue = None
+    exponent_given = True
     if args.venue:
         from positioning.radio import anchor_table_from_venue
         from simulations.venue_files import load_venue
@@ -215,7 +218,7 @@ def run_locate(args: argparse.Namespace) -> int:
         gateway_ids = {a.id for a in venue.anchors}
         tx_use = np.array([TX_IS_DEVICE if a in gateway_ids else TX_IGNORE for a in anchors.ids], dtype=np.int64)
     else:
-        anchors, tx_use = load_anchor_csv(Path(args.anchors))
+        anchors, tx_use, exponent_given = load_anchor_csv(Path(args.anchors))
     known = set(anchors.ids)
     data = load_readings(Path(args.readings), known)
 
@@ -230,7 +233,9 @@ def run_locate(args: argparse.Namespace) -> int:
         tx_use = np.where(fitted, TX_IGNORE, tx_use)
         survey_pts = survey_points(anchors, survey)
 
-    cfg = LocatorConfig(device_height=height)
+    # Nobody said how fast the signal falls off (no venue, survey or exponent column): learn it.
+    learn = venue is None and not args.survey and not exponent_given
+    cfg = LocatorConfig(device_height=height, learn_exponent=learn)
     if venue is None and survey_pts is not None:
         from positioning.maps import open_site_map
 
@@ -261,6 +266,8 @@ def run_locate(args: argparse.Namespace) -> int:
         n_fixes_tracked = len(rows)
         out_rows.extend(rows)
     write_positions(Path(args.out), out_rows, with_scan=data.scan is not None)
+    if n_fixes_tracked and locator.exponent_note:
+        calibration_note += ("; " if calibration_note else "") + locator.exponent_note
 
     n_dev = len(set(data.device.tolist()))
     total_drops = sum(data.drops.values())

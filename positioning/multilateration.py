@@ -371,7 +371,7 @@ def solve(prob: FixProblem, theta0: FloatArray | None = None, iterations: int = 
     retry = np.flatnonzero(sol.cost / n_heard > RETRY_COST_PER_READING)
     if retry.shape[0] == 0:
         return sol
-    sub = _subset(prob, retry)
+    sub = subset(prob, retry)
     guesses = initial_guesses(sub, starts)  # candidates are scored only for the fixes that need them
     x, y, off, acc, cost, cov = (a.copy() for a in (sol.x, sol.y, sol.offset, sol.accuracy_m, sol.cost, sol.cov))
     for s_i in range(1, starts):
@@ -418,8 +418,8 @@ def solve_warm(prob: FixProblem, theta0: FloatArray, warm: BoolArray, iterations
     if not warm.any():
         return solve(prob)
     w_idx, c_idx = np.flatnonzero(warm), np.flatnonzero(~warm)
-    hot = _solve_from(_subset(prob, w_idx), theta0[w_idx].copy(), iterations)
-    cold = solve(_subset(prob, c_idx))
+    hot = _solve_from(subset(prob, w_idx), theta0[w_idx].copy(), iterations)
+    cold = solve(subset(prob, c_idx))
     out = []
     for f in FixSolution.__dataclass_fields__:
         h, c = getattr(hot, f), getattr(cold, f)
@@ -507,5 +507,5 @@ def _system(ev: Evaluation) -> tuple[FloatArray, FloatArray, FloatArray]:
     return ev.normal_equations(om, curv)
 
 
-def _subset(prob: FixProblem, idx: npt.NDArray[np.int64]) -> FixProblem:
+def subset(prob: FixProblem, idx: npt.NDArray[np.int64]) -> FixProblem:
     return FixProblem(*(getattr(prob, f)[idx] for f in FixProblem.__dataclass_fields__))

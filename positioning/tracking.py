@@ -6,11 +6,14 @@ limit; standing particles barely move and keep facing the way they walked. Moves
 non-walkable cell (walls, counter furniture, voids) are refused, and floors change only near a connector
 end (escalator, lift, stairs) — or anywhere, slowly, when there is no venue. The measurement model is
 the radio model's likelihood of the window's filtered RSSI at where each particle was when the readings
-were taken, with the device offset marginalised, a robust (Huber-like) loss, the learned losses of
-obstacles on the line of sight and of the carrier's body (anchors behind its heading), and the censoring
-likelihood of near receivers that did not hear the device. A small share of particles is redrawn each
-step around the window's multilateration fix, so a lost track recovers. Random draws come from one
-generator per device, seeded by its id: results do not depend on other devices.
+were taken, with the device offset marginalised around its estimate, a robust (Huber-like) loss, the
+learned losses of obstacles on the line of sight and of the carrier's body (anchors behind its heading),
+and the censoring likelihood of near receivers that did not hear the device. Until the device-level learner knows the
+offset, each particle carries its own estimate of it (Rao-Blackwellised: a mean per particle, updated
+from the links it expects well clear of sensitivity), so the readings' level tells positions apart even
+where their pattern cannot (beyond the last anchors every range stretches alike). A small share of
+particles is redrawn each step around the window's multilateration fix, so a lost track recovers. Random
+draws come from one generator per device, seeded by its id: results do not depend on other devices.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from positioning.const import (
     ACCURACY_MAX_M,
     ACCURACY_MIN_M,
     DEVICE_HEIGHT_M,
+    DEVICE_OFFSET_MAX_DB,
+    DEVICE_OFFSET_PRIOR_DB,
     FLOOR_LOSS_DB,
     MIN_DISTANCE_M,
     SHADOWING_DB,
@@ -69,6 +74,10 @@ ROBUST_CLIP: Final = 3.0  # standardized residuals are clipped here in the likel
 NEAR_ANCHORS: Final = 8  # per particle, the nearest anchors whose silence counts against it
 NEAR_CELL_M: Final = 1.0  # resolution of the nearest-anchor lookup
 OTHER_FLOOR_M: Final = 4.0  # an anchor one floor up or down ranks as this much farther
+OFFSET_DRIFT_DB2_PER_S: Final = 0.02  # a device's offset drifts slowly (phone moved to a pocket)
+TRACK_OFFSET_MARGIN_DB: Final = 9.0  # links expected this far above sensitivity update a particle's offset
+TRACK_OFFSET_MIN_SD_DB: Final = 1.5  # the offset is never known better than this (windows' shadowing is correlated)
+SHARED_OFFSET_BELOW_DB2: Final = 0.9 * DEVICE_OFFSET_PRIOR_DB**2  # device-level offset this sure: shared
 RESAMPLE_ESS: Final = 0.5  # resample when the effective sample size drops below this share
 
 
@@ -147,6 +156,11 @@ class ParticleTracker:
         self.hd = np.zeros((cap, particles))  # heading (rad): where a walker goes, where a standing carrier faces
         self.still = np.zeros((cap, particles), dtype=bool)
         self.logw = np.zeros((cap, particles))
+        # The device's RSSI offset, per particle (mean; Rao-Blackwellised) and per device (variance):
+        # each particle learns the offset its own path implies, so the level of the readings, not only
+        # their pattern, tells positions apart once the offset has been learned.
+        self.po = np.zeros((cap, particles))
+        self.po_var = np.zeros((cap, particles))
         self.last_t = np.full(cap, -np.inf)
         self.est_floor = np.zeros(cap, dtype=np.int64)
         self.alive = np.zeros(cap, dtype=bool)
@@ -178,6 +192,8 @@ class ParticleTracker:
         self.hd = np.concatenate([self.hd, np.zeros_like(self.hd)])
         self.still = np.concatenate([self.still, np.zeros_like(self.still)])
         self.logw = np.concatenate([self.logw, np.zeros_like(self.logw)])
+        self.po = np.concatenate([self.po, np.zeros_like(self.po)])
+        self.po_var = np.concatenate([self.po_var, np.zeros_like(self.po_var)])
         self.last_t = np.concatenate([self.last_t, np.full_like(self.last_t, -np.inf)])
         self.est_floor = np.concatenate([self.est_floor, np.zeros_like(self.est_floor)])
         self.alive = np.concatenate([self.alive, np.zeros_like(self.alive)])
@@ -204,6 +220,7 @@ class ParticleTracker:
 
         px, py, pf = self.px[s], self.py[s], self.pf[s]
         vx, vy, logw, still, hd = self.vx[s], self.vy[s], self.logw[s], self.still[s], self.hd[s]
+        po, po_var = self.po[s], self.po_var[s] + OFFSET_DRIFT_DB2_PER_S * dt[:, None]
         random_heading = np.arctan2(noise[:, :, 3], noise[:, :, 2])
         spread = np.maximum(fix_acc, INIT_SPREAD_M)[:, None]
 
@@ -217,6 +234,8 @@ class ParticleTracker:
             hd[fresh] = random_heading[fresh]
             logw[fresh] = 0.0
             still[fresh] = u_mode[fresh] < STILL_SHARE_NEW
+            po[fresh] = obs.offset[fresh, None]
+            po_var[fresh] = obs.offset_var[fresh, None]
             self.est_floor[s[fresh]] = fix_floor[fresh]
 
         # Motion: standing particles may start walking and walkers may stop (a two-mode model). A walker
@@ -262,6 +281,10 @@ class ParticleTracker:
             # Overwrite the lowest-weight particles.
             worst = np.argsort(logw[rows], axis=1)[:, :n_inj]
             r_idx = rows[:, None]
+            w_old = np.exp(logw[rows] - logw[rows].max(axis=1, keepdims=True))
+            w_old /= w_old.sum(axis=1, keepdims=True)
+            po[r_idx, worst] = (w_old * po[rows]).sum(axis=1)[:, None]  # the cloud's offset
+            po_var[r_idx, worst] = (w_old * po_var[rows]).sum(axis=1)[:, None]
             px[r_idx, worst] = ix
             py[r_idx, worst] = iy
             pf[r_idx, worst] = fix_floor[rows, None]
@@ -275,7 +298,15 @@ class ParticleTracker:
             px, py = self._snap(px, py, pf, snap_mask)
 
         # Measurement update.
-        ll, mean_e2 = self._loglik(px, py, pf, vx, vy, hd, obs)
+        # Once the device-level learner knows the offset (from anchors well clear of sensitivity), every
+        # particle takes its estimate: a shared offset keeps a level that does not fit a position
+        # against it; until then each particle learns the offset its own path implies.
+        shared = (obs.offset_var < SHARED_OFFSET_BELOW_DB2)[:, None]
+        po = np.where(shared, obs.offset[:, None], po)
+        po_var = np.where(shared, obs.offset_var[:, None], po_var)
+        ll, mean_e2, shift, info = self._loglik(px, py, pf, vx, vy, hd, po, po_var, obs)
+        po = np.clip(po + shift, -DEVICE_OFFSET_MAX_DB, DEVICE_OFFSET_MAX_DB)
+        po_var = np.maximum(1.0 / (1.0 / po_var + info), TRACK_OFFSET_MIN_SD_DB**2)
         lost = np.min(mean_e2, axis=1) > LOST_MEAN_E2
         if obs.pseudo_x is not None and obs.pseudo_y is not None and obs.pseudo_sd is not None:
             has = np.isfinite(obs.pseudo_x) & np.isfinite(obs.pseudo_sd)
@@ -314,13 +345,14 @@ class ParticleTracker:
             r_idx = rows[:, None]
             px[rows], py[rows], pf[rows] = px[r_idx, pick], py[r_idx, pick], pf[r_idx, pick]
             vx[rows], vy[rows], still[rows] = vx[r_idx, pick], vy[r_idx, pick], still[r_idx, pick]
-            hd[rows] = hd[r_idx, pick]
+            hd[rows], po[rows], po_var[rows] = hd[r_idx, pick], po[r_idx, pick], po_var[r_idx, pick]
             logw[rows] = 0.0
         else:
             logw = np.log(np.maximum(w, 1e-300))
 
         self.px[s], self.py[s], self.pf[s] = px, py, pf
         self.vx[s], self.vy[s], self.logw[s], self.still[s], self.hd[s] = vx, vy, logw, still, hd
+        self.po[s], self.po_var[s] = po, po_var
         self.last_t[s] = t
         self.alive[s] = True
         self.est_floor[s] = est_floor
@@ -392,7 +424,10 @@ class ParticleTracker:
         return x, y
 
     def _loglik(self, px: FloatArray, py: FloatArray, pf: IntArray, vx: FloatArray, vy: FloatArray,
-                hd: FloatArray, obs: Observation) -> tuple[FloatArray, FloatArray]:
+                hd: FloatArray, po: FloatArray, po_var: FloatArray, obs: Observation
+                ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Log-likelihood of each particle, its mean squared standardised residual, the shift of its offset
+        this window implies (posterior mean minus prior mean) and the window's information on the offset."""
         heard = obs.anchor >= 0
         ai = np.where(heard, obs.anchor, 0)
         # Residuals share the device's offset error c ~ N(0, s2). Profiling it out gives the Gaussian
@@ -402,9 +437,16 @@ class ParticleTracker:
         # Computed in float32: (devices x particles x anchors) is the largest array of a step.
         f32 = np.float32
         inv_v = np.where(heard, 1.0 / obs.var, 0.0).astype(f32)[:, None, :]
-        e = self._heard_residuals(px, py, pf, vx, vy, hd, ai, obs)  # (D, P, K), zero where not heard
-        s2 = np.maximum(obs.offset_var, 1e-6)[:, None]
-        shift = ((e * inv_v).sum(axis=2) / (1.0 / s2 + inv_v.sum(axis=2))).astype(f32)
+        e = self._heard_residuals(px, py, pf, vx, vy, hd, po, ai, obs)  # (D, P, K), zero where not heard
+        s2 = np.maximum(po_var, 1e-6).astype(f32)
+        info = inv_v.sum(axis=2)  # (D, 1)
+        # The offset is updated from the links each particle expects well above sensitivity only: a link
+        # near it is heard when lucky, and its readings would pull the offset up.
+        sure = (obs.mean[:, None, :] - e) > (obs.sens[:, None, None] + TRACK_OFFSET_MARGIN_DB)
+        inv_sure = np.where(sure, inv_v, f32(0.0))
+        info_sure = inv_sure.sum(axis=2)
+        shift_sure = (e * inv_sure).sum(axis=2) / (1.0 / s2 + info_sure)
+        shift = ((e * inv_v).sum(axis=2) / (1.0 / s2 + info)).astype(f32)
         lim = (ROBUST_CLIP * np.sqrt(obs.var)).astype(f32)[:, None, :]
         e -= shift[:, :, None]
         np.clip(e, -lim, lim, out=e)
@@ -419,7 +461,7 @@ class ParticleTracker:
         rows = np.arange(px.shape[0])[:, None, None]
         cens = obs.silent[rows, near]
         if cens.any():
-            cmu = self._mu_at(px, py, pf, near, obs.offset, obs.wall_db)
+            cmu = self._mu_at(px, py, pf, near, po, obs.wall_db)
             z = (obs.sens[:, None, None] - cmu) / SHADOWING_DB
             live = cens & (z < CENSOR_NEGLIGIBLE_Z)  # far below sensitivity: silence costs nothing
             if live.any():
@@ -429,10 +471,12 @@ class ParticleTracker:
                 add = np.zeros(z.shape)
                 add[live] = lc
                 ll += add.sum(axis=2)
-        return ll, mean_e2
+        # The device's own offset estimate (learned from its track) weighs particles whose offset strays.
+        ll -= 0.5 * (po - obs.offset[:, None]) ** 2 / np.maximum(obs.offset_var, 1e-6)[:, None]
+        return ll, mean_e2, shift_sure.astype(np.float64), info_sure.astype(np.float64)
 
     def _heard_residuals(self, px: FloatArray, py: FloatArray, pf: IntArray, vx: FloatArray, vy: FloatArray,
-                         hd: FloatArray, ai: IntArray, obs: Observation) -> npt.NDArray[np.float32]:
+                         hd: FloatArray, po: FloatArray, ai: IntArray, obs: Observation) -> npt.NDArray[np.float32]:
         """measured - expected RSSI of each heard anchor for each particle, float32, 0 for padding."""
         a = self.anchors
         f32 = np.float32
@@ -442,7 +486,7 @@ class ParticleTracker:
             back = np.maximum(obs.age, 0.0)[:, None]
             px, py = px - vx * back, py - vy * back
         # c = measured - (rssi_1m + offset), so e = c + 5 n log10(d^2) + slab losses.
-        c = np.where(heard, obs.mean - a.rssi_1m[ai] - obs.offset[:, None], 0.0).astype(f32)[:, None, :]
+        c = np.where(heard, obs.mean - a.rssi_1m[ai], 0.0).astype(f32)[:, None, :] - po.astype(f32)[:, :, None]
         n5 = np.where(heard, 5.0 * a.path_loss_n[ai], 0.0).astype(f32)[:, None, :]
         dx = px.astype(f32)[:, :, None] - a.x[ai].astype(f32)[:, None, :]
         d2 = dx * dx
@@ -501,7 +545,7 @@ class ParticleTracker:
         dz = self.az_abs[ai] - (a.floor_elevation[pf] + self.h)[:, :, None]
         d2 = (px[:, :, None] - a.x[ai]) ** 2 + (py[:, :, None] - a.y[ai]) ** 2 + dz * dz
         d2 = np.maximum(d2, MIN_DISTANCE_M**2)
-        mu = a.rssi_1m[ai] + offset[:, None, None] - 5.0 * a.path_loss_n[ai] * np.log10(d2)
+        mu = a.rssi_1m[ai] + offset[:, :, None] - 5.0 * a.path_loss_n[ai] * np.log10(d2)
         levels = np.abs(a.floor_level[a.floor[ai]] - a.floor_level[pf][:, :, None])
         mu = mu - FLOOR_LOSS_DB * levels
         if self.walls is not None and wall_db > 0:

@@ -88,6 +88,7 @@ def test_tracked_rows_every_second_with_the_input_time_base(files: Path) -> None
         errs.append(math.hypot(float(r["x"]) - (4 + 0.2 * t), float(r["y"]) - (4 + 0.15 * t)))
     assert np.median(errs) < 2.0
     assert "1 devices" in res.stderr and "fixes" in res.stderr
+    assert "path-loss exponent learned" in res.stderr  # anchors.csv gives none: it is learned
 
 
 def test_static_fixes_one_row_per_scan_at_its_latest_time(files: Path) -> None:
@@ -110,13 +111,14 @@ def test_survey_calibration_is_used_and_reported(files: Path) -> None:
                  cwd=files)
     assert res.returncode == 0, res.stderr
     assert "12 of 12 anchors calibrated" in res.stderr
+    assert "exponent learned" not in res.stderr  # the survey gave it
 
 
 def test_calibration_recovers_the_channel(files: Path) -> None:
     from api.locate import load_anchor_csv, load_survey
     from positioning.calibration import calibrate
 
-    anchors, _ = load_anchor_csv(files / "anchors.csv")
+    anchors, _, _ = load_anchor_csv(files / "anchors.csv")
     survey = load_survey(files / "survey.csv", set(anchors.ids), anchors, False)
     fitted, mask, _ = calibrate(anchors, survey, 1.2)
     assert mask.all()

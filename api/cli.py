@@ -92,6 +92,7 @@ def _lazy(target: str) -> Callable[[argparse.Namespace], int]:
 BENCHMARKS: Final = {
     "positioning": "simulations.bench_positioning:run_positioning",
     "accuracy": "simulations.bench_positioning:run_accuracy",
+    "hall": "simulations.bench_hall:run",
     "simulator": "simulations.bench_simulator:run",
     "gateway": "beacon_gateway.bench:run",
     "pipeline": "api.bench_pipeline:run",

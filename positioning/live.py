@@ -246,7 +246,8 @@ class LiveLocator:
         self._prior_p0 = table.rssi_1m.copy()
         self._prior_n = table.path_loss_n.copy()
         self._n_cost = np.zeros(len(EXPONENT_SCALES))
-        self._n_windows = 0 if self.cfg.learn_exponent else EXPONENT_MAX_WINDOWS
+        self._n_windows = 0
+        self._n_done = not self.cfg.learn_exponent  # off, settled, or anchors hear each other (links fit it)
         self._n_scale = 1.0
         self._steps = 0
 
@@ -291,7 +292,7 @@ class LiveLocator:
         link = (tx_anchor >= 0) & (tx_anchor != anchor)
         if link.any():
             self._learn_links(anchor[link], tx_anchor[link], r.rssi[link], r.tx_power[link])
-            self._n_windows = EXPONENT_MAX_WINDOWS  # links of known length fit each receiver's exponent
+            self._n_done = True  # links of known length fit each receiver's exponent instead
             keep = ~link
             r, anchor = _take(r, keep), anchor[keep]
             if len(r) == 0:
@@ -329,7 +330,7 @@ class LiveLocator:
         theta0 = theta0.reshape(len(devices), 3)
         sol = posterior_mean(prob, solve_warm(prob, theta0, warm))
         self._steps += 1
-        if self._n_windows < EXPONENT_MAX_WINDOWS and self._steps % EXPONENT_EVERY == 0:
+        if not self._n_done and self._steps % EXPONENT_EVERY == 0:
             self._learn_exponent(prob)
         fix_ok = (heard_idx >= 0).sum(axis=1) >= 3
         fx = np.where(fix_ok, sol.x, np.nan)
@@ -491,6 +492,8 @@ class LiveLocator:
         """What the exponent learning concluded (None when it was off)."""
         if not self.cfg.learn_exponent:
             return None
+        if self._links[:, 0].any():
+            return "path-loss exponents fitted from anchors hearing each other"
         n = float(np.median(self.anchors.path_loss_n))
         return (f"path-loss exponent learned from {self._n_windows} windows: n = {n:.2f}"
                 f"{'' if self._n_scale != 1.0 else ' (the nominal value fits best)'}")
@@ -506,6 +509,7 @@ class LiveLocator:
             k = scale / self._n_scale  # the problem carries the current exponents
             self._n_cost[i] += float(solve(replace(sub, n=sub.n * k, cn=sub.cn * k)).cost.sum())
         self._n_windows += pick.shape[0]
+        self._n_done = self._n_windows >= EXPONENT_MAX_WINDOWS
         best = int(np.argmin(self._n_cost))
         cur = EXPONENT_SCALES.index(self._n_scale) if self._n_scale in EXPONENT_SCALES else best
         if best == cur or self._n_cost[cur] - self._n_cost[best] < EXPONENT_SWITCH_COST:

@@ -8,12 +8,13 @@ end (escalator, lift, stairs) — or anywhere, slowly, when there is no venue. T
 the radio model's likelihood of the window's filtered RSSI at where each particle was when the readings
 were taken, with the device offset marginalised around its estimate, a robust (Huber-like) loss, the
 learned losses of obstacles on the line of sight and of the carrier's body (anchors behind its heading),
-and the censoring likelihood of near receivers that did not hear the device. Until the device-level learner knows the
-offset, each particle carries its own estimate of it (Rao-Blackwellised: a mean per particle, updated
-from the links it expects well clear of sensitivity), so the readings' level tells positions apart even
-where their pattern cannot (beyond the last anchors every range stretches alike). A small share of
-particles is redrawn each step around the window's multilateration fix, so a lost track recovers. Random
-draws come from one generator per device, seeded by its id: results do not depend on other devices.
+and the censoring likelihood of near receivers that did not hear the device. Until the device-level
+learner knows the offset, each particle carries its own estimate of it (Rao-Blackwellised: a mean and a
+variance per particle, updated from the links it expects well clear of sensitivity), so the readings'
+level tells positions apart even where their pattern cannot (beyond the last anchors every range
+stretches alike). A small share of particles is redrawn each step around the window's multilateration
+fix, so a lost track recovers. Random draws come from one generator per device, seeded by its id:
+results do not depend on other devices.
 """
 
 from __future__ import annotations
@@ -156,9 +157,8 @@ class ParticleTracker:
         self.hd = np.zeros((cap, particles))  # heading (rad): where a walker goes, where a standing carrier faces
         self.still = np.zeros((cap, particles), dtype=bool)
         self.logw = np.zeros((cap, particles))
-        # The device's RSSI offset, per particle (mean; Rao-Blackwellised) and per device (variance):
-        # each particle learns the offset its own path implies, so the level of the readings, not only
-        # their pattern, tells positions apart once the offset has been learned.
+        # The device's RSSI offset as each particle's path implies it (mean and variance; Rao-Blackwellised),
+        # used while the device-level learner has no estimate of its own (see step).
         self.po = np.zeros((cap, particles))
         self.po_var = np.zeros((cap, particles))
         self.last_t = np.full(cap, -np.inf)

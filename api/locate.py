@@ -258,7 +258,10 @@ def run_locate(args: argparse.Namespace) -> int:
 
     static = np.zeros(data.t.shape[0], dtype=bool) if data.scan is None else (data.scan != "")
     if static.any():
-        out_rows.extend(_static_rows(locator, data, static, height))
+        static_rows, static_note = _static_rows(locator, data, static, height)
+        out_rows.extend(static_rows)
+        if static_note:
+            calibration_note += ("; " if calibration_note else "") + static_note
     tracked = ~static
     n_fixes_tracked = 0
     if tracked.any():
@@ -289,7 +292,9 @@ def _tracked_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_])
             for res in locator.replay(readings) for f in res.fixes]
 
 
-def _static_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_], height: float) -> list[Any]:
+def _static_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_],
+                 height: float) -> tuple[list[Any], str]:
+    """Rows of the static fixes, and what the exponent learning concluded from them ('' when off)."""
     from positioning.static import apply_fingerprints, locate_static
 
     idx = np.flatnonzero(mask)
@@ -303,7 +308,8 @@ def _static_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_], 
     anchor = np.fromiter((locator.index[a] for a in data.anchor[idx]), dtype=np.int64, count=idx.shape[0])
     p0 = locator.reading_p0(anchor, data.tx[idx])
     res = locate_static(locator.anchors, locator.site, fix.astype(np.int64), dev_code.astype(np.int64), fix_t,
-                        anchor, data.rssi[idx], p0, fix_keys.shape[0], device_height=height)
+                        anchor, data.rssi[idx], p0, fix_keys.shape[0], device_height=height,
+                        learn_exponent=locator.cfg.learn_exponent)
     if locator.fingerprints is not None:
         res = apply_fingerprints(locator.fingerprints, res, fix.astype(np.int64), anchor, data.rssi[idx],
                                  len(locator.anchors), (locator.anchors.x, locator.anchors.y))
@@ -313,7 +319,11 @@ def _static_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_], 
         z = locator.site.zone_ids[res.zone[k]] if res.zone[k] >= 0 else ""
         rows.append((float(fix_t[k]), d, float(res.x[k]), float(res.y[k]),
                      locator.anchors.floor_ids[res.floor[k]], float(res.accuracy_m[k]), z, s))
-    return rows
+    note = ""
+    if locator.cfg.learn_exponent:
+        n = float(np.median(locator.anchors.path_loss_n)) * res.exponent_scale
+        note = f"path-loss exponent learned from {res.exponent_windows} scans: n = {n:.2f}"
+    return rows, note
 
 
 def load_survey(path: Path, known: set[str], anchors: Any, has_venue: bool) -> Any:

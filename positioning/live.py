@@ -40,10 +40,11 @@ from positioning.const import (
     WALL_LOSS_PRIOR_DB,
     WINDOW_CORRELATED_DB,
 )
+from positioning.exponent import ExponentChoice, profile_costs
 from positioning.filtering import Aggregates, aggregate
 from positioning.fingerprint import knn_locate
 from positioning.maps import NO_ZONE, SiteMap, open_site_map, site_map_from_venue
-from positioning.multilateration import FixProblem, posterior_mean, solve, solve_warm, subset
+from positioning.multilateration import FixProblem, posterior_mean, solve_warm
 from positioning.problems import build_problem, smallest_per_group
 from positioning.radio import AnchorTable, anchor_table_from_venue, body_share, distance, expected_rssi
 from positioning.tracking import OTHER_FLOOR_M, PARTICLES, Observation, ParticleTracker, TrackEstimate
@@ -90,15 +91,8 @@ TRACK_CORRELATED_DB: Final = 6.0  # shadowing per window the tracker assumes: wi
 OFFSET_WINDOW_FLOOR_DB: Final = 6.0  # least noise of one window's offset estimate
 OFFSET_MIN_SD_DB: Final = 3.0  # a device's offset is never known better than this
 FIX_OFFSET_MIN_SD_DB: Final = 4.0  # the per-window fix keeps freedom in the offset so it can rescue a track
-# The exponent is chosen by profile likelihood: sampled windows are solved (position and a free offset)
-# under each candidate scale of the nominal exponents, and the summed robust costs compared.
-EXPONENT_SCALES: Final = (0.8, 0.9, 1.0, 1.12, 1.25, 1.4, 1.6, 1.8)
-EXPONENT_EVERY: Final = 3  # steps between samples
-EXPONENT_SAMPLE: Final = 64  # windows per sample (heard by at least EXPONENT_MIN_HEARD anchors)
-EXPONENT_MIN_HEARD: Final = 4  # position, offset and a shape need this many readings
-EXPONENT_FREE_OFFSET_DB: Final = 20.0  # the sampled solves leave the offset free (it scales with the exponent)
-EXPONENT_SWITCH_COST: Final = 25.0  # summed cost by which a scale must beat the current one to take over
-EXPONENT_MAX_WINDOWS: Final = 3_000  # after this many sampled windows the choice is final
+EXPONENT_EVERY: Final = 3  # steps between samples of windows for the exponent (positioning.exponent)
+EXPONENT_SAMPLE: Final = 64  # windows per sample
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,10 +239,8 @@ class LiveLocator:
         self._links = np.zeros((n_a, 5))  # per receiver: count, sum x, sum y, sum x^2, sum x*y of link readings
         self._prior_p0 = table.rssi_1m.copy()
         self._prior_n = table.path_loss_n.copy()
-        self._n_cost = np.zeros(len(EXPONENT_SCALES))
-        self._n_windows = 0
+        self._exponent = ExponentChoice()
         self._n_done = not self.cfg.learn_exponent  # off, settled, or anchors hear each other (links fit it)
-        self._n_scale = 1.0
         self._steps = 0
 
     @classmethod
@@ -495,27 +487,18 @@ class LiveLocator:
         if self._links[:, 0].any():
             return "path-loss exponents fitted from anchors hearing each other"
         n = float(np.median(self.anchors.path_loss_n))
-        return (f"path-loss exponent learned from {self._n_windows} windows: n = {n:.2f}"
-                f"{'' if self._n_scale != 1.0 else ' (the nominal value fits best)'}")
+        return (f"path-loss exponent learned from {self._exponent.windows} windows: n = {n:.2f}"
+                f"{'' if self._exponent.scale != 1.0 else ' (the nominal value fits best)'}")
 
     def _learn_exponent(self, prob: FixProblem) -> None:
-        """Add this step's sampled windows to each candidate exponent's summed cost; switch to a clearly
-        better one (device offsets and tracks restart: both were learned under the old exponent)."""
-        pick = np.flatnonzero((prob.w > 0).sum(axis=1) >= EXPONENT_MIN_HEARD)[:EXPONENT_SAMPLE]
-        if pick.shape[0] == 0:
+        """Add a sample of this step's windows to the exponent choice; when it switches, device offsets and
+        tracks restart (both were learned under the old exponent)."""
+        ex = self._exponent
+        switched = ex.add(profile_costs(prob, ex.scale, EXPONENT_SAMPLE))
+        self._n_done = ex.settled
+        if not switched:
             return
-        sub = replace(subset(prob, pick), off_sd=np.full(pick.shape[0], EXPONENT_FREE_OFFSET_DB))
-        for i, scale in enumerate(EXPONENT_SCALES):
-            k = scale / self._n_scale  # the problem carries the current exponents
-            self._n_cost[i] += float(solve(replace(sub, n=sub.n * k, cn=sub.cn * k)).cost.sum())
-        self._n_windows += pick.shape[0]
-        self._n_done = self._n_windows >= EXPONENT_MAX_WINDOWS
-        best = int(np.argmin(self._n_cost))
-        cur = EXPONENT_SCALES.index(self._n_scale) if self._n_scale in EXPONENT_SCALES else best
-        if best == cur or self._n_cost[cur] - self._n_cost[best] < EXPONENT_SWITCH_COST:
-            return
-        self._n_scale = EXPONENT_SCALES[best]
-        n = np.clip(self._prior_n * self._n_scale, *PATH_LOSS_N_BOUNDS)
+        n = np.clip(self._prior_n * ex.scale, *PATH_LOSS_N_BOUNDS)
         self.anchors = self.anchors.with_params(self.anchors.rssi_1m, n)
         self.tracker.anchors = self.anchors
         for d, st in self.devices.items():

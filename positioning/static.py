@@ -8,7 +8,7 @@ device, all solved in one batch call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -19,12 +19,14 @@ from positioning.const import (
     DEVICE_OFFSET_MAX_DB,
     DEVICE_OFFSET_PRIOR_DB,
     MIN_ANCHORS_FOR_OFFSET,
+    PATH_LOSS_N_BOUNDS,
     SENSITIVITY_DBM,
 )
-from positioning.filtering import aggregate
+from positioning.exponent import FREE_OFFSET_DB, MAX_WINDOWS, MIN_HEARD, ExponentChoice, profile_costs
+from positioning.filtering import Aggregates, aggregate
 from positioning.fingerprint import RadioMap, choose_fusion_weight, fuse, knn_locate
 from positioning.maps import NO_ZONE, SiteMap
-from positioning.multilateration import FixSolution, posterior_mean, solve
+from positioning.multilateration import FixSolution, posterior_mean, solve, subset
 from positioning.problems import build_problem
 from positioning.radio import AnchorTable
 
@@ -45,21 +47,31 @@ class StaticFixes:
     accuracy_m: FloatArray
     zone: IntArray  # index into SiteMap.zone_ids, or -1
     offset: FloatArray
+    exponent_scale: float = 1.0  # of the anchors' exponents, as learned by the last fix (1.0: not learned)
+    exponent_windows: int = 0  # scans the learning used
 
 
 def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: IntArray, fix_t: FloatArray,
                   anchor: IntArray, rssi: FloatArray, p0: FloatArray, n_fixes: int,
                   offset_prior: FloatArray | None = None, sens: float = SENSITIVITY_DBM,
-                  device_height: float = DEVICE_HEIGHT_M, alive: npt.NDArray[np.bool_] | None = None) -> StaticFixes:
+                  device_height: float = DEVICE_HEIGHT_M, alive: npt.NDArray[np.bool_] | None = None,
+                  learn_exponent: bool = False) -> StaticFixes:
     """Position ``n_fixes`` fixes. Readings are columns (fix id, device id, anchor index, rssi, 1 m power);
-    ``fix_t`` and the device of each fix order the rounds."""
+    ``fix_t`` and the device of each fix order the rounds. With ``learn_exponent`` each fix uses the
+    exponent the scans up to its time favour (``positioning.exponent``)."""
     agg = aggregate(fix, anchor, rssi, p0)
     p0_group = agg.aux
+    alive_mask = np.ones(len(anchors), dtype=bool) if alive is None else alive
+    scale, choice = np.ones(n_fixes), ExponentChoice()
+    if learn_exponent and n_fixes:
+        scale, choice = _exponent_per_fix(anchors, site, agg, p0_group, fix_t, n_fixes, sens, device_height,
+                                          alive_mask)
     fix_device = np.zeros(n_fixes, dtype=np.int64)
     fix_device[fix] = device
     n_dev = int(device.max()) + 1 if device.shape[0] else 0
     dev_off = np.zeros(n_dev) if offset_prior is None else offset_prior.astype(np.float64).copy()
     dev_var = np.full(n_dev, DEVICE_OFFSET_PRIOR_DB**2)
+    dev_scale = np.ones(n_dev)
     # Round of each fix: its rank among its device's fixes by time.
     by_time = np.lexsort((np.arange(n_fixes), fix_t, fix_device))
     rank = np.empty(n_fixes, dtype=np.int64)
@@ -71,15 +83,23 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
     out_f = np.zeros(n_fixes, dtype=np.int64)
     out_acc = np.full(n_fixes, np.nan)
     out_off = np.zeros(n_fixes)
-    alive_mask = np.ones(len(anchors), dtype=bool) if alive is None else alive
     for rnd in range(int(rank.max()) + 1 if n_fixes else 0):
         fixes = np.flatnonzero(rank == rnd)
         sel = np.isin(agg.group, fixes)
         local = np.searchsorted(fixes, agg.group[sel])
         devs = fix_device[fixes]
+        # A device's offset was learned under the exponent of its earlier scans: another one restarts it.
+        moved = scale[fixes] != dev_scale[devs]
+        if moved.any():
+            dev_off[devs[moved]] = 0.0 if offset_prior is None else offset_prior[devs[moved]]
+            dev_var[devs[moved]] = DEVICE_OFFSET_PRIOR_DB**2
+            dev_scale[devs[moved]] = scale[fixes][moved]
         prob, heard, _, _, _, _ = build_problem(anchors, site, local, agg.anchor[sel], agg.mean[sel], agg.var[sel],
                                              agg.count[sel], p0_group[sel], fixes.shape[0], dev_off[devs],
                                              np.sqrt(dev_var[devs]), sens, device_height, alive_mask)
+        k_n = scale[fixes][:, None]
+        prob = replace(prob, n=np.clip(prob.n * k_n, *PATH_LOSS_N_BOUNDS),
+                       cn=np.clip(prob.cn * k_n, *PATH_LOSS_N_BOUNDS))
         sol = posterior_mean(prob, solve(prob))
         n_heard = (heard >= 0).sum(axis=1)
         x, y, acc = _fallback_where_few(anchors, sol, heard, n_heard)
@@ -104,7 +124,27 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
         m = out_f == f
         if m.any():
             zone[m] = raster.zone_at(out_x[m], out_y[m])
-    return StaticFixes(out_x, out_y, out_f, out_acc, zone, out_off)
+    return StaticFixes(out_x, out_y, out_f, out_acc, zone, out_off, choice.scale, choice.windows)
+
+
+def _exponent_per_fix(anchors: AnchorTable, site: SiteMap, agg: Aggregates, p0_group: FloatArray, fix_t: FloatArray,
+                      n_fixes: int, sens: float, device_height: float, alive: npt.NDArray[np.bool_]
+                      ) -> tuple[FloatArray, ExponentChoice]:
+    """The exponent scale each fix uses: the choice after every scan up to its time (each scan's profile
+    cost depends on its own readings only, so this is causal whatever the devices' order)."""
+    prob, *_ = build_problem(anchors, site, agg.group, agg.anchor, agg.mean, agg.var, agg.count, p0_group, n_fixes,
+                             np.zeros(n_fixes), np.full(n_fixes, FREE_OFFSET_DB), sens, device_height, alive)
+    eligible = np.flatnonzero((prob.w > 0).sum(axis=1) >= MIN_HEARD)
+    order = eligible[np.argsort(fix_t[eligible], kind="stable")][:MAX_WINDOWS]
+    costs = profile_costs(subset(prob, order), 1.0, order.shape[0])
+    choice = ExponentChoice()
+    after = np.ones(order.shape[0])
+    for k in range(order.shape[0]):
+        choice.add(costs[:, k:k + 1])
+        after[k] = choice.scale
+    seen = np.searchsorted(fix_t[order], fix_t, side="right") - 1  # the last scan at or before each fix
+    scale = np.where(seen >= 0, after[np.maximum(seen, 0)], 1.0) if order.shape[0] else np.ones(n_fixes)
+    return scale, choice
 
 
 def _fallback_where_few(anchors: AnchorTable, sol: FixSolution, heard: IntArray,

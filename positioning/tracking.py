@@ -8,11 +8,11 @@ end (escalator, lift, stairs) — or anywhere, slowly, when there is no venue. T
 the radio model's likelihood of the window's filtered RSSI at where each particle was when the readings
 were taken, with the device offset marginalised around its estimate, a robust (Huber-like) loss, the
 learned losses of obstacles on the line of sight and of the carrier's body (anchors behind its heading),
-and the censoring likelihood of near receivers that did not hear the device. Until the device-level
-learner knows the offset, each particle carries its own estimate of it (Rao-Blackwellised: a mean and a
-variance per particle, updated from the links it expects well clear of sensitivity), so the readings'
-level tells positions apart even where their pattern cannot (beyond the last anchors every range
-stretches alike). A small share of particles is redrawn each step around the window's multilateration
+and the censoring likelihood of near receivers that did not hear the device. Each particle carries its
+own estimate of the offset (Rao-Blackwellised: a mean and a variance per particle, updated from the
+links it expects well clear of sensitivity, and weighed against the device-level learner's estimate),
+so the readings' level tells positions apart even where their pattern cannot (beyond the last anchors
+every range stretches alike). A small share of particles is redrawn each step around the window's multilateration
 fix, so a lost track recovers. Random draws come from one generator per device, seeded by its id:
 results do not depend on other devices.
 """
@@ -32,7 +32,6 @@ from positioning.const import (
     ACCURACY_MIN_M,
     DEVICE_HEIGHT_M,
     DEVICE_OFFSET_MAX_DB,
-    DEVICE_OFFSET_PRIOR_DB,
     FLOOR_LOSS_DB,
     MIN_DISTANCE_M,
     SHADOWING_DB,
@@ -78,7 +77,6 @@ OTHER_FLOOR_M: Final = 4.0  # an anchor one floor up or down ranks as this much 
 OFFSET_DRIFT_DB2_PER_S: Final = 0.02  # a device's offset drifts slowly (phone moved to a pocket)
 TRACK_OFFSET_MARGIN_DB: Final = 9.0  # links expected this far above sensitivity update a particle's offset
 TRACK_OFFSET_MIN_SD_DB: Final = 1.5  # the offset is never known better than this (windows' shadowing is correlated)
-SHARED_OFFSET_BELOW_DB2: Final = 0.9 * DEVICE_OFFSET_PRIOR_DB**2  # device-level offset this sure: shared
 RESAMPLE_ESS: Final = 0.5  # resample when the effective sample size drops below this share
 
 
@@ -157,8 +155,7 @@ class ParticleTracker:
         self.hd = np.zeros((cap, particles))  # heading (rad): where a walker goes, where a standing carrier faces
         self.still = np.zeros((cap, particles), dtype=bool)
         self.logw = np.zeros((cap, particles))
-        # The device's RSSI offset as each particle's path implies it (mean and variance; Rao-Blackwellised),
-        # used while the device-level learner has no estimate of its own (see step).
+        # The device's RSSI offset as each particle's path implies it (mean and variance; Rao-Blackwellised).
         self.po = np.zeros((cap, particles))
         self.po_var = np.zeros((cap, particles))
         self.last_t = np.full(cap, -np.inf)
@@ -298,12 +295,6 @@ class ParticleTracker:
             px, py = self._snap(px, py, pf, snap_mask)
 
         # Measurement update.
-        # Once the device-level learner knows the offset (from anchors well clear of sensitivity), every
-        # particle takes its estimate: a shared offset keeps a level that does not fit a position
-        # against it; until then each particle learns the offset its own path implies.
-        shared = (obs.offset_var < SHARED_OFFSET_BELOW_DB2)[:, None]
-        po = np.where(shared, obs.offset[:, None], po)
-        po_var = np.where(shared, obs.offset_var[:, None], po_var)
         ll, mean_e2, shift, info = self._loglik(px, py, pf, vx, vy, hd, po, po_var, obs)
         po = np.clip(po + shift, -DEVICE_OFFSET_MAX_DB, DEVICE_OFFSET_MAX_DB)
         po_var = np.maximum(1.0 / (1.0 / po_var + info), TRACK_OFFSET_MIN_SD_DB**2)

@@ -10,11 +10,11 @@ were taken, with the device offset marginalised around its estimate, a robust (H
 learned losses of obstacles on the line of sight and of the carrier's body (anchors behind its heading),
 and the censoring likelihood of near receivers that did not hear the device. Each particle carries its
 own estimate of the offset (Rao-Blackwellised: a mean and a variance per particle, updated from the
-links it expects well clear of sensitivity, and weighed against the device-level learner's estimate),
-so the readings' level tells positions apart even where their pattern cannot (beyond the last anchors
-every range stretches alike). A small share of particles is redrawn each step around the window's multilateration
-fix, so a lost track recovers. Random draws come from one generator per device, seeded by its id:
-results do not depend on other devices.
+links it expects well clear of sensitivity, weighed against the device-level learner's estimate, which
+it adopts once that has converged), so the readings' level tells positions apart even where their
+pattern cannot (beyond the last anchors every range stretches alike). A small share of particles is
+redrawn each step around the window's multilateration fix, so a lost track recovers. Random draws come
+from one generator per device, seeded by its id: results do not depend on other devices.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ OTHER_FLOOR_M: Final = 4.0  # an anchor one floor up or down ranks as this much 
 OFFSET_DRIFT_DB2_PER_S: Final = 0.02  # a device's offset drifts slowly (phone moved to a pocket)
 TRACK_OFFSET_MARGIN_DB: Final = 9.0  # links expected this far above sensitivity update a particle's offset
 TRACK_OFFSET_MIN_SD_DB: Final = 1.5  # the offset is never known better than this (windows' shadowing is correlated)
+SHARED_OFFSET_BELOW_DB2: Final = 12.0  # dB^2: the device-level offset is converged (its floor is 9)
 RESAMPLE_ESS: Final = 0.5  # resample when the effective sample size drops below this share
 
 
@@ -295,6 +296,13 @@ class ParticleTracker:
             px, py = self._snap(px, py, pf, snap_mask)
 
         # Measurement update.
+        # A device-level estimate that has converged (many anchors well clear of sensitivity told it) is
+        # handed to every particle: a shared offset keeps a level that does not fit a position against
+        # it. A young one is not: early estimates can be wrong and sure-looking (a quiet phone held at
+        # -6 dB when it was -15 sat in a corner for two minutes).
+        shared = (obs.offset_var < SHARED_OFFSET_BELOW_DB2)[:, None]
+        po = np.where(shared, obs.offset[:, None], po)
+        po_var = np.where(shared, obs.offset_var[:, None], po_var)
         ll, mean_e2, shift, info = self._loglik(px, py, pf, vx, vy, hd, po, po_var, obs)
         po = np.clip(po + shift, -DEVICE_OFFSET_MAX_DB, DEVICE_OFFSET_MAX_DB)
         po_var = np.maximum(1.0 / (1.0 / po_var + info), TRACK_OFFSET_MIN_SD_DB**2)

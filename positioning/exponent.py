@@ -18,7 +18,6 @@ import numpy.typing as npt
 from positioning.multilateration import FixProblem, solve, subset
 
 FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 SCALES: Final = (0.8, 0.9, 1.0, 1.12, 1.25, 1.4, 1.6, 1.8)  # of the nominal exponent (1.6-3.6 for 2.0)
 MIN_HEARD: Final = 4  # position, offset and a shape need this many readings

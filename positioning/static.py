@@ -1,8 +1,9 @@
 """Static fixes: phone-mode scans (or any group of readings taken at one place) positioned one by one.
 
 A fix is positioned from its own readings only. The device's earlier scans inform its RSSI offset
-(a prior for the next scan), never its position, so the order of scans carries no information
-beyond calibration. Fixes are solved in rounds: round k holds the k-th scan (in time) of every
+(a prior for the next scan), and without a given exponent the scans up to its time choose the
+exponent (``positioning.exponent``): calibration, never its position, so the order of scans carries
+no information beyond calibration. Fixes are solved in rounds: round k holds the k-th scan (in time) of every
 device, all solved in one batch call.
 """
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from simulations.bench_positioning import _emit
+from simulations.bench_positioning import emit_results
 from simulations.hall import HallConfig, HallData, centroid_baseline, errors_at, generate
 
 SEED: Final = 20261123
@@ -82,5 +82,5 @@ def run(args: argparse.Namespace) -> int:
                       f"exponent {n_used:.2f} (true {cfg.n:.1f}{', given' if cfg.give_params else ''})"))
     out["median_vs_baseline_geomean"] = float(np.exp(np.mean(np.log(ratios))))
     table.append(("all", f"{out['median_vs_baseline_geomean']:.2f}x", "the centroid's median error (geometric mean)"))
-    _emit(args, "hall", out, table)
+    emit_results(args, "hall", out, table)
     return 0

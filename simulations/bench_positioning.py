@@ -163,7 +163,7 @@ def run_positioning(args: argparse.Namespace) -> int:
         "wall_speedup": (w.rssi.shape[0] / t_batch_wall) / (n_read_base / t_base_wall),
         "anchors": int(((anchors.floor == 0) & np.isin(np.array(anchors.ids), [a.id for a in venue.anchors])).sum()),
     }
-    _emit(args, "positioning", out, [
+    emit_results(args, "positioning", out, [
         ("batch", f"{out['readings_per_s']:,.0f} readings/s", f"median error {out['median_err_m']:.2f} m"),
         ("per-device scipy", f"{out['baseline_readings_per_s']:,.0f} readings/s",
          f"median error {out['baseline_median_err_m']:.2f} m"),
@@ -172,7 +172,8 @@ def run_positioning(args: argparse.Namespace) -> int:
     return 0
 
 
-def _emit(args: argparse.Namespace, name: str, out: dict[str, Any], table: list[tuple[str, str, str]]) -> None:
+def emit_results(args: argparse.Namespace, name: str, out: dict[str, Any], table: list[tuple[str, str, str]]) -> None:
+    """Write a benchmark's JSON and print its table (name, figure, detail per row)."""
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
@@ -239,7 +240,7 @@ def run_accuracy(args: argparse.Namespace) -> int:
     def show(v: float | None) -> str:
         return "n/a" if v is None else format(v, ".3f")
 
-    _emit(args, "accuracy", out, [
+    emit_results(args, "accuracy", out, [
         ("position", f"median {sc.median_err_m:.2f} m", f"p90 {sc.p90_err_m:.2f} m; CRLB median {crlb:.2f} m"),
         ("floors / zones", f"{show(sc.floor_accuracy)} / {show(sc.zone_accuracy)}", "accuracy"),
         ("dwell", f"rel. error {show(sc.dwell_rel_err)}", f"visit F1 {show(sc.visit_f1)}"),

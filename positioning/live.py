@@ -476,8 +476,12 @@ class LiveLocator:
         rssi_1m, path_n = a.rssi_1m.copy(), a.path_loss_n.copy()
         rssi_1m[ready] = np.clip(p0, *RSSI_1M_BOUNDS)
         path_n[ready] = np.clip(n, *PATH_LOSS_N_BOUNDS)
-        self.anchors = a.with_params(rssi_1m, path_n)
-        self.tracker.anchors = self.anchors
+        self._set_anchors(a.with_params(rssi_1m, path_n))
+
+    def _set_anchors(self, table: AnchorTable) -> None:
+        """Refined radio parameters: the locator and its tracker use the same table."""
+        self.anchors = table
+        self.tracker.anchors = table
 
     @property
     def exponent_note(self) -> str | None:
@@ -498,9 +502,8 @@ class LiveLocator:
         self._n_done = ex.settled
         if not switched:
             return
-        n = np.clip(self._prior_n * ex.scale, *PATH_LOSS_N_BOUNDS)
-        self.anchors = self.anchors.with_params(self.anchors.rssi_1m, n)
-        self.tracker.anchors = self.anchors
+        self._set_anchors(self.anchors.with_params(self.anchors.rssi_1m,
+                                                   np.clip(self._prior_n * ex.scale, *PATH_LOSS_N_BOUNDS)))
         for d, st in self.devices.items():
             st.offset_var = max(st.offset_var, DEVICE_OFFSET_PRIOR_DB**2)
             self.tracker.forget(d)

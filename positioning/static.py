@@ -70,7 +70,8 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
     fix_device = np.zeros(n_fixes, dtype=np.int64)
     fix_device[fix] = device
     n_dev = int(device.max()) + 1 if device.shape[0] else 0
-    dev_off = np.zeros(n_dev) if offset_prior is None else offset_prior.astype(np.float64).copy()
+    prior_off = np.zeros(n_dev) if offset_prior is None else offset_prior.astype(np.float64)
+    dev_off = prior_off.copy()
     dev_var = np.full(n_dev, DEVICE_OFFSET_PRIOR_DB**2)
     dev_scale = np.ones(n_dev)
     # Round of each fix: its rank among its device's fixes by time.
@@ -92,7 +93,7 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
         # A device's offset was learned under the exponent of its earlier scans: another one restarts it.
         moved = scale[fixes] != dev_scale[devs]
         if moved.any():
-            dev_off[devs[moved]] = 0.0 if offset_prior is None else offset_prior[devs[moved]]
+            dev_off[devs[moved]] = prior_off[devs[moved]]
             dev_var[devs[moved]] = DEVICE_OFFSET_PRIOR_DB**2
             dev_scale[devs[moved]] = scale[fixes][moved]
         prob, heard, _, _, _, _ = build_problem(anchors, site, local, agg.anchor[sel], agg.mean[sel], agg.var[sel],

@@ -22,6 +22,15 @@ def grid_anchors(nx: int = 5, ny: int = 4, spacing: float = 10.0, z: float = 3.0
     return anchor_table(ids, xs, ys, z=[z] * len(ids), rssi_1m=[P0] * len(ids), path_loss_n=[N_EXP] * len(ids))
 
 
+def hall_anchors(n_exp: float | None = None) -> AnchorTable:
+    """12 anchors on a 10 m grid (x 5..35, y 5..25) at 3 m, 1 m power -59 dBm; ``None``: the exponent is
+    not given (the table's default is assumed)."""
+    xs, ys = np.meshgrid(np.arange(5.0, 40.0, 10.0), np.arange(5.0, 30.0, 10.0))
+    ids = [f"gw-{i}" for i in range(xs.size)]
+    return anchor_table(ids, xs.ravel(), ys.ravel(), z=[3.0] * len(ids), rssi_1m=[-59.0] * len(ids),
+                        path_loss_n=None if n_exp is None else [n_exp] * len(ids))
+
+
 def rssi_at(anchors: AnchorTable, x: float, y: float, height: float = 1.2, offset: float = 0.0,
             sigma: float = 0.0, rng: np.random.Generator | None = None) -> npt.NDArray[np.float64]:
     d = np.sqrt((anchors.x - x) ** 2 + (anchors.y - y) ** 2 + (anchors.z - height) ** 2)

@@ -7,14 +7,9 @@ import pytest
 
 from positioning.exponent import SCALES, SWITCH_COST, ExponentChoice
 from positioning.maps import open_site_map
-from positioning.radio import AnchorTable, anchor_table
+from positioning.radio import AnchorTable
 from positioning.static import StaticFixes, locate_static
-
-
-def _hall() -> AnchorTable:
-    xs, ys = np.meshgrid(np.arange(5.0, 40.0, 10.0), np.arange(5.0, 30.0, 10.0))
-    ids = [f"gw-{i}" for i in range(xs.size)]
-    return anchor_table(ids, xs.ravel(), ys.ravel(), z=[3.0] * len(ids))  # exponent not given: 2.0 assumed
+from tests.positioning_factories import hall_anchors
 
 
 def _scans(anchors: AnchorTable, n_true: float, n_scans: int, seed: int
@@ -46,7 +41,7 @@ def _locate(anchors: AnchorTable, data: tuple[np.ndarray, ...], n_scans: int, le
 
 
 def test_a_steep_exponent_is_learned_from_scans_and_used_causally() -> None:
-    anchors = _hall()
+    anchors = hall_anchors()
     data = _scans(anchors, 3.0, 300, seed=2)
     px, py = data[5], data[6]
     learned = _locate(anchors, data, 300, learn=True)
@@ -65,7 +60,7 @@ def test_a_steep_exponent_is_learned_from_scans_and_used_causally() -> None:
 
 
 def test_the_nominal_exponent_stays_when_it_fits() -> None:
-    anchors = _hall()
+    anchors = hall_anchors()
     data = _scans(anchors, 2.0, 200, seed=3)
     assert _locate(anchors, data, 200, learn=True).exponent_scale == 1.0
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from positioning.live import LiveLocator, Readings, StepResult
-from positioning.radio import AnchorTable, anchor_table
+from positioning.radio import AnchorTable
 from positioning.venue import Venue
+from tests.positioning_factories import hall_anchors
 
 T0 = 1_763_870_000.0
 
@@ -348,14 +349,6 @@ def _hall_readings(anchors: AnchorTable, paths: dict[str, list[tuple[float, floa
     return Readings.from_columns(ts, devs, ans, rs)
 
 
-def _hall(n_exp: float | None) -> AnchorTable:
-    """12 anchors on a 10 m grid (x 5..35, y 5..25) at 3 m; ``None``: the exponent is not given."""
-    xs, ys = np.meshgrid(np.arange(5.0, 40.0, 10.0), np.arange(5.0, 30.0, 10.0))
-    ids = [f"gw-{i}" for i in range(xs.size)]
-    return anchor_table(ids, xs.ravel(), ys.ravel(), z=[3.0] * len(ids), rssi_1m=[-59.0] * len(ids),
-                        path_loss_n=None if n_exp is None else [n_exp] * len(ids))
-
-
 def test_shoppers_of_unknown_offsets_are_tracked_at_a_steep_exponent() -> None:
     """Eight phones (offsets spread 5 dB) walk between random spots and stand 10-40 s at each, in a hall
     where the signal falls off with n = 3: a device is heard by few anchors, none 12 dB clear of
@@ -379,8 +372,8 @@ def test_shoppers_of_unknown_offsets_are_tracked_at_a_steep_exponent() -> None:
                 t += rng.uniform(10.0, 40.0)
             paths[f"d{k}"] = pts
         offsets = {d: float(rng.normal(0.0, 5.0)) for d in paths}
-        readings = _hall_readings(_hall(3.0), paths, 3.0, offsets, sigma=3.0, seed=seed)
-        for res in LiveLocator(_hall(3.0)).replay(readings):
+        readings = _hall_readings(hall_anchors(3.0), paths, 3.0, offsets, sigma=3.0, seed=seed)
+        for res in LiveLocator(hall_anchors(3.0)).replay(readings):
             for f in res.fixes:
                 p, t = paths[f.device], f.t - T0
                 if t >= 20.0:
@@ -402,8 +395,8 @@ def test_the_path_loss_exponent_is_learned_when_nobody_gave_it(n_true: float) ->
     for k in range(10):
         pts = rng.uniform([2.0, 2.0], [38.0, 28.0], (6, 2))
         paths[f"d{k}"] = [(20.0 * i, float(p[0]), float(p[1])) for i, p in enumerate(pts)]
-    readings = _hall_readings(_hall(None), paths, n_true, {d: float(rng.normal(0, 4)) for d in paths}, sigma=4.0)
-    loc = LiveLocator(_hall(None), config=LocatorConfig(learn_exponent=True))
+    readings = _hall_readings(hall_anchors(None), paths, n_true, {d: float(rng.normal(0, 4)) for d in paths}, sigma=4.0)
+    loc = LiveLocator(hall_anchors(None), config=LocatorConfig(learn_exponent=True))
     fixes = [f for res in loc.replay(readings) for f in res.fixes]
     assert np.allclose(loc.anchors.path_loss_n, loc.anchors.path_loss_n[0])
     assert abs(float(loc.anchors.path_loss_n[0]) - n_true) <= 0.25
@@ -415,6 +408,6 @@ def test_the_path_loss_exponent_is_learned_when_nobody_gave_it(n_true: float) ->
         err.append(math.hypot(f.x - np.interp(t, [p[0] for p in path], [p[1] for p in path]),
                               f.y - np.interp(t, [p[0] for p in path], [p[2] for p in path])))
     assert float(np.median(err)) < 2.0
-    fixed = LiveLocator(_hall(2.0))
+    fixed = LiveLocator(hall_anchors(2.0))
     list(fixed.replay(readings))
     assert np.all(fixed.anchors.path_loss_n == 2.0)

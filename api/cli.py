@@ -93,6 +93,7 @@ BENCHMARKS: Final = {
     "positioning": "simulations.bench_positioning:run_positioning",
     "accuracy": "simulations.bench_positioning:run_accuracy",
     "hall": "simulations.bench_hall:run",
+    "survey": "simulations.bench_survey:run",
     "simulator": "simulations.bench_simulator:run",
     "gateway": "beacon_gateway.bench:run",
     "pipeline": "api.bench_pipeline:run",

@@ -226,12 +226,11 @@ def run_locate(args: argparse.Namespace) -> int:
     survey_pts = None
     site = None
     if args.survey:
-        from positioning.calibration import calibrate, survey_points
+        from positioning.calibration import calibrate
 
         survey = load_survey(Path(args.survey), known, anchors, venue is not None)
-        anchors, fitted, calibration_note = calibrate(anchors, survey, height)
+        anchors, fitted, calibration_note, survey_pts = calibrate(anchors, survey, height)
         tx_use = np.where(fitted, TX_IGNORE, tx_use)
-        survey_pts = survey_points(anchors, survey)
 
     # Nobody said how fast the signal falls off (no venue, survey or exponent column): learn it.
     learn = venue is None and not args.survey and not exponent_given

@@ -10,7 +10,7 @@ anchors with little data near their nominal values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import numpy as np
@@ -72,11 +72,13 @@ class SurveyPoints:
     count: IntArray
     n_devices: int
     sensitivity: float
+    device_offset: FloatArray | None = None  # (n_devices,) each survey device's RSSI offset, once calibrated
 
     def radio_map(self, n_anchors: int) -> FloatArray:
-        """(points, anchors) mean RSSI, NaN where not heard."""
+        """(points, anchors) mean RSSI, NaN where not heard, less each survey device's offset."""
         out = np.full((self.x.shape[0], n_anchors), np.nan)
-        out[self.point, self.anchor] = self.mean
+        off = 0.0 if self.device_offset is None else self.device_offset[self.device[self.point]]
+        out[self.point, self.anchor] = self.mean - off
         return out
 
 
@@ -109,15 +111,16 @@ def survey_points(anchors: AnchorTable, survey: Survey) -> SurveyPoints:
 
 
 def calibrate(anchors: AnchorTable, survey: Survey, device_height: float
-              ) -> tuple[AnchorTable, npt.NDArray[np.bool_], str]:
-    """Anchors with fitted 1 m powers and exponents, which were fitted, and a one-line note."""
+              ) -> tuple[AnchorTable, npt.NDArray[np.bool_], str, SurveyPoints]:
+    """Anchors with fitted 1 m powers and exponents, which were fitted, a one-line note, and the survey's
+    points with their devices' offsets."""
     pts = survey_points(anchors, survey)
     fitted, offsets, mask = fit_anchors(anchors, pts, device_height)
     n_fit = int(mask.sum())
     note = f"survey: {pts.x.shape[0]} points, {n_fit} of {len(anchors)} anchors calibrated"
     if pts.n_devices > 1:
         note += f", survey device offsets {', '.join(f'{o:+.1f}' for o in offsets)} dB"
-    return fitted, mask, note
+    return fitted, mask, note, replace(pts, device_offset=offsets)
 
 
 def fit_anchors(anchors: AnchorTable, pts: SurveyPoints, device_height: float

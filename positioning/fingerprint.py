@@ -1,8 +1,11 @@
 """Fingerprinting: weighted kNN on a site survey's radio map, and its fusion with the model-based fix.
 
-Features are offset-free: each vector's RSSIs minus their mean over the anchors both vectors heard,
-so a phone 10 dB louder than the surveyor matches the same places. Anchors heard by only one side
-count as a mismatch against a floor value. The fusion weight between the fingerprint and the model
+The distance between a query and a survey point is the RMS difference of their RSSIs over the anchors
+either side heard, after removing the pair's mean difference over the anchors both heard, shrunk towards
+zero (a phone 10 dB louder than the surveyor still matches the same places, but two similar patterns
+at different levels are not the same place). An anchor heard by one side only is compared against a
+level below the survey's sensitivity: not hearing a receiver the survey heard at -70 dBm is strong
+evidence, not hearing one it barely caught is weak. The fusion weight between the fingerprint and the model
 estimate is chosen by leave-one-out on the survey itself, among weights that include 0 and 1, so on
 held-back survey points the fusion is never worse than the better of the two methods.
 """
@@ -19,13 +22,22 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 KNN_K: Final = 4  # neighbours averaged; more smooths, fewer follows noise
-MISSING_DBM: Final = -100.0  # an anchor heard on one side only is compared against this level
-MISSING_PENALTY_DB: Final = 6.0  # ... but its difference is capped here (not heard is weak evidence)
+MISSING_DBM: Final = -100.0  # an anchor heard on one side only is compared against this level ...
+MISSING_BELOW_SENSITIVITY_DB: Final = 4.0  # ... or this far below the survey's sensitivity if that is lower
+# A query's RSSIs less its device's offset (when known) still differ from the survey's by the device
+# offset's error, which the pair's mean difference estimates, shrunk like a Gaussian mean: n anchors of
+# FINGERPRINT_SPREAD_DB spread against the offset's uncertainty (QUERY_OFFSET_SD_DB when not given).
+FINGERPRINT_SPREAD_DB: Final = 5.0  # a scan's mean vs the survey's at the same spot, per anchor
+QUERY_OFFSET_SD_DB: Final = 3.5
+MIN_OFFSET_SD_DB: Final = 2.0  # a learned offset is referenced to the model's anchors, not to the survey itself
 MIN_COMMON: Final = 2  # a survey point sharing fewer heard anchors with the query is not a neighbour
 FUSION_WEIGHTS: Final = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))  # candidate fingerprint weights
+FUSION_TOLERANCE: Final = 0.05  # leave-one-out errors this close count as equal (see choose_fusion_weight)
 QUERY_CHUNK: Final = 256  # queries per vectorized block (memory: chunk x candidates x anchors)
-CANDIDATE_POINTS: Final = 96  # survey points compared per query: the nearest to its strongest anchor
-QUERY_ANCHORS: Final = 16  # anchors compared: those the query heard best
+CANDIDATE_POINTS: Final = 160  # survey points compared per query: the nearest to its strongest anchors
+SEED_ANCHORS: Final = 3
+QUERY_ANCHORS: Final = 16  # anchors compared: those the query heard best ...
+NEAR_ANCHORS: Final = 16  # ... and those nearest its strongest one (silence there is evidence too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +50,7 @@ class RadioMap:
     rssi: FloatArray  # (points, anchors)
     device: IntArray | None = None  # survey device of each point (for blocked leave-one-out)
     t: FloatArray | None = None  # time of each point
+    missing_dbm: float = MISSING_DBM  # the level "not heard" is compared as
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -54,16 +67,21 @@ class KnnFix:
 
 def knn_locate(radio_map: RadioMap, query: FloatArray, floor_hint: IntArray | None = None,
                exclude: IntArray | None = None, k: int = KNN_K,
-               anchor_xy: tuple[FloatArray, FloatArray] | None = None, block_s: float = 0.0) -> KnnFix:
+               anchor_xy: tuple[FloatArray, FloatArray] | None = None, block_s: float = 0.0,
+               offset: FloatArray | None = None, offset_sd: FloatArray | None = None) -> KnnFix:
     """Weighted kNN for queries (Q, anchors) of mean RSSI (NaN = not heard).
+
+    ``offset`` (Q,) is each query device's RSSI offset relative to the survey (subtracted), with
+    ``offset_sd`` its uncertainty: the surer it is, the less the pair's own mean difference counts.
 
     ``exclude`` (Q,) names one survey point per query to leave out (leave-one-out); -1 for none. With
     ``block_s`` > 0, the survey points of the same survey device within ``block_s`` seconds of it are
     left out too (a walking survey's neighbouring points are near copies of the held-back one).
     With ``floor_hint``, only survey points on that floor are candidates. With ``anchor_xy``
     (anchor positions), only the CANDIDATE_POINTS survey points nearest the query's strongest
-    anchor are compared, over the QUERY_ANCHORS anchors the query heard best: cost per query stays
-    constant however large the survey is.
+    anchor are compared, over the QUERY_ANCHORS anchors the query heard best and the NEAR_ANCHORS
+    nearest its strongest one (all anchors when there are no more than that): cost per query stays
+    constant however large the survey and the venue are.
     """
     q_n, n_a = query.shape
     n_p = len(radio_map)
@@ -73,13 +91,35 @@ def knn_locate(radio_map: RadioMap, query: FloatArray, floor_hint: IntArray | No
     ok = np.zeros(q_n, dtype=bool)
     if n_p == 0 or q_n == 0:
         return KnnFix(out_x, out_y, out_f, out_s, ok)
+    fill = radio_map.missing_dbm
+    if offset is not None:
+        query = query - offset[:, None]
+    sd = np.full(q_n, QUERY_OFFSET_SD_DB) if offset_sd is None else np.maximum(offset_sd, MIN_OFFSET_SD_DB)
+    shrink = (FINGERPRINT_SPREAD_DB / sd) ** 2
     qv = np.where(np.isnan(query), -np.inf, query)
-    n_q_anchors = min(QUERY_ANCHORS, n_a)
-    q_anchors = np.argsort(-qv, axis=1, kind="stable")[:, :n_q_anchors]  # (Q, Aq) strongest first
+    by_level = np.argsort(-qv, axis=1, kind="stable")
+    strongest = by_level[:, 0]
+    if n_a <= QUERY_ANCHORS + NEAR_ANCHORS:
+        q_anchors = np.broadcast_to(np.arange(n_a), (q_n, n_a))
+        repeated = np.zeros((q_n, n_a), dtype=bool)
+    else:
+        top = by_level[:, :QUERY_ANCHORS]
+        if anchor_xy is not None:
+            ax, ay = anchor_xy
+            d_a = np.hypot(ax[None, :] - ax[strongest][:, None], ay[None, :] - ay[strongest][:, None])
+            near_a = np.argpartition(d_a, NEAR_ANCHORS - 1, axis=1)[:, :NEAR_ANCHORS]
+        else:
+            near_a = by_level[:, QUERY_ANCHORS:QUERY_ANCHORS + NEAR_ANCHORS]
+        q_anchors = np.concatenate([top, near_a], axis=1)
+        repeated = np.zeros(q_anchors.shape, dtype=bool)
+        repeated[:, QUERY_ANCHORS:] = (near_a[:, :, None] == top[:, None, :]).any(axis=2)
     if anchor_xy is not None and n_p > CANDIDATE_POINTS:
         ax, ay = anchor_xy
-        s0 = q_anchors[:, 0]
-        d_pts = np.hypot(radio_map.x[None, :] - ax[s0][:, None], radio_map.y[None, :] - ay[s0][:, None])
+        d_pts = np.full((q_n, n_p), np.inf)
+        for j in range(min(SEED_ANCHORS, n_a)):  # near any of the strongest few (one may be shadowed)
+            s_j = by_level[:, j]
+            d_j = np.hypot(radio_map.x[None, :] - ax[s_j][:, None], radio_map.y[None, :] - ay[s_j][:, None])
+            d_pts = np.minimum(d_pts, np.where(np.isfinite(qv[np.arange(q_n), s_j])[:, None], d_j, np.inf))
         if floor_hint is not None:
             d_pts = np.where(radio_map.floor[None, :] == floor_hint[:, None], d_pts, np.inf)
         cand = np.argpartition(d_pts, CANDIDATE_POINTS - 1, axis=1)[:, :CANDIDATE_POINTS]
@@ -87,23 +127,21 @@ def knn_locate(radio_map: RadioMap, query: FloatArray, floor_hint: IntArray | No
         cand = np.broadcast_to(np.arange(n_p), (q_n, n_p))
     q_val_all = np.take_along_axis(query, q_anchors, axis=1)  # (Q, Aq)
     q_heard = ~np.isnan(q_val_all)
-    q_val = np.where(q_heard, q_val_all, MISSING_DBM)
+    q_val = np.where(q_heard, q_val_all, fill)
     for start in range(0, q_n, QUERY_CHUNK):
         sl = slice(start, min(q_n, start + QUERY_CHUNK))
         cd = cand[sl]  # (q, C)
         m_raw = radio_map.rssi[cd[:, :, None], q_anchors[sl][:, None, :]]  # (q, C, Aq)
         m_heard = ~np.isnan(m_raw)
-        m_val = np.where(m_heard, m_raw, MISSING_DBM)
+        m_val = np.where(m_heard, m_raw, fill)
         qh = q_heard[sl][:, None, :]
         both = qh & m_heard
         n_both = both.sum(axis=2)
         diff = q_val[sl][:, None, :] - m_val
-        # Offset-free: remove each pair's mean difference over the anchors both heard.
-        shift = np.where(both, diff, 0.0).sum(axis=2) / np.maximum(n_both, 1)
+        # The pair's offset: their mean difference over the anchors both heard, shrunk towards zero.
+        shift = np.where(both, diff, 0.0).sum(axis=2) / (n_both + shrink[sl, None])
         resid = diff - shift[:, :, None]
-        one_side = qh & ~m_heard  # the query heard it, the survey point did not
-        resid = np.where(one_side, np.clip(resid, -MISSING_PENALTY_DB, MISSING_PENALTY_DB), resid)
-        used = both | one_side
+        used = (qh | m_heard) & ~repeated[sl][:, None, :]
         dist = np.sqrt((np.where(used, resid, 0.0) ** 2).sum(axis=2) / np.maximum(used.sum(axis=2), 1))
         dist = np.where(n_both >= MIN_COMMON, dist, np.inf)
         if floor_hint is not None:
@@ -139,18 +177,24 @@ def knn_locate(radio_map: RadioMap, query: FloatArray, floor_hint: IntArray | No
 
 def choose_fusion_weight(truth_x: FloatArray, truth_y: FloatArray, model_x: FloatArray, model_y: FloatArray,
                          knn_x: FloatArray, knn_y: FloatArray) -> float:
-    """The fingerprint weight (0..1) with the lowest median error on held-back survey points."""
+    """The fingerprint weight (0..1) for held-back survey points: the largest whose median error is within
+    FUSION_TOLERANCE of the best weight's and no worse than either method alone.
+
+    Holding a survey point back leaves a hole one survey spacing wide where the fingerprint has to
+    interpolate; a query between survey points is nearer to one, so leave-one-out understates the
+    fingerprint's accuracy, and among weights that do about as well the fingerprint's side is taken.
+    """
     usable = np.isfinite(knn_x) & np.isfinite(model_x)
     if usable.sum() < 3:
         return 0.0
-    best_w, best_err = 0.0, np.inf
+    errs = []
     for w in FUSION_WEIGHTS:
         fx = w * knn_x[usable] + (1 - w) * model_x[usable]
         fy = w * knn_y[usable] + (1 - w) * model_y[usable]
-        err = float(np.median(np.hypot(fx - truth_x[usable], fy - truth_y[usable])))
-        if err < best_err - 1e-9:
-            best_w, best_err = float(w), err
-    return best_w
+        errs.append(float(np.median(np.hypot(fx - truth_x[usable], fy - truth_y[usable]))))
+    err = np.array(errs)
+    limit = min(err.min() * (1.0 + FUSION_TOLERANCE), err[0], err[-1])
+    return float(np.asarray(FUSION_WEIGHTS)[np.flatnonzero(err <= limit + 1e-9).max()])
 
 
 def fuse(model_x: FloatArray, model_y: FloatArray, knn: KnnFix, weight: float) -> tuple[FloatArray, FloatArray]:

@@ -418,7 +418,8 @@ class LiveLocator:
         assert fp is not None
         query = np.full((n_dev, len(self.anchors)), np.nan)
         query[group, anchor] = mean
-        knn = knn_locate(fp.radio_map, query, floor_hint=floor, anchor_xy=(self.anchors.x, self.anchors.y))
+        knn = knn_locate(fp.radio_map, query, floor_hint=floor, anchor_xy=(self.anchors.x, self.anchors.y),
+                         offset=obs.offset, offset_sd=np.sqrt(obs.offset_var))
         # The kNN's own error on held-back survey points is its uncertainty (a median error of an isotropic
         # 2-D error is ~1.18 sigma per axis); its errors repeat from window to window, so it is inflated.
         base = max(FINGERPRINT_MIN_SD_M, fp.loo_knn_median_m if np.isfinite(fp.loo_knn_median_m) else 0.0)

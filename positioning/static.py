@@ -25,7 +25,14 @@ from positioning.const import (
 )
 from positioning.exponent import FREE_OFFSET_DB, MAX_WINDOWS, MIN_HEARD, ExponentChoice, profile_costs
 from positioning.filtering import Aggregates, aggregate
-from positioning.fingerprint import RadioMap, choose_fusion_weight, fuse, knn_locate
+from positioning.fingerprint import (
+    MISSING_BELOW_SENSITIVITY_DB,
+    MISSING_DBM,
+    RadioMap,
+    choose_fusion_weight,
+    fuse,
+    knn_locate,
+)
 from positioning.maps import NO_ZONE, SiteMap
 from positioning.multilateration import FixSolution, posterior_mean, solve, subset
 from positioning.problems import build_problem
@@ -34,7 +41,7 @@ from positioning.radio import AnchorTable
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-SURVEY_BLOCK_S = 30.0  # leave-one-out holds back a survey point with its surveyor's neighbours in time
+SURVEY_BLOCK_S = 3.0  # leave-one-out holds back a survey point with its surveyor's neighbours in time
 OFFSET_SCAN_NOISE_DB = 4.0  # a single scan's offset estimate is this noisy (on top of its solver variance)
 
 
@@ -48,6 +55,7 @@ class StaticFixes:
     accuracy_m: FloatArray
     zone: IntArray  # index into SiteMap.zone_ids, or -1
     offset: FloatArray
+    offset_sd: FloatArray  # its uncertainty (dB)
     exponent_scale: float = 1.0  # of the anchors' exponents, as learned by the last fix (1.0: not learned)
     exponent_windows: int = 0  # scans the learning used
 
@@ -85,6 +93,7 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
     out_f = np.zeros(n_fixes, dtype=np.int64)
     out_acc = np.full(n_fixes, np.nan)
     out_off = np.zeros(n_fixes)
+    out_off_sd = np.full(n_fixes, DEVICE_OFFSET_PRIOR_DB)
     for rnd in range(int(rank.max()) + 1 if n_fixes else 0):
         fixes = np.flatnonzero(rank == rnd)
         sel = np.isin(agg.group, fixes)
@@ -112,6 +121,7 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
                 x[m], y[m] = raster.snap(x[m], y[m])
         out_x[fixes], out_y[fixes], out_f[fixes], out_acc[fixes] = x, y, floor, acc
         out_off[fixes] = sol.offset
+        out_off_sd[fixes] = np.sqrt(np.maximum(sol.cov[:, 2, 2], 0.0))
         # Each scan with enough receivers refines its device's offset for the next rounds.
         informative = n_heard >= MIN_ANCHORS_FOR_OFFSET
         for k in np.flatnonzero(informative):
@@ -126,7 +136,7 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
         m = out_f == f
         if m.any():
             zone[m] = raster.zone_at(out_x[m], out_y[m])
-    return StaticFixes(out_x, out_y, out_f, out_acc, zone, out_off, choice.scale, choice.windows)
+    return StaticFixes(out_x, out_y, out_f, out_acc, zone, out_off, out_off_sd, choice.scale, choice.windows)
 
 
 def _exponent_per_fix(anchors: AnchorTable, site: SiteMap, agg: Aggregates, p0_group: FloatArray, fix_t: FloatArray,
@@ -179,7 +189,8 @@ def build_fingerprints(anchors: AnchorTable, site: SiteMap, pts: SurveyPoints,
                        device_height: float = DEVICE_HEIGHT_M) -> Fingerprints:
     """The radio map of a survey, and the fingerprint weight that does best on held-back survey points
     (each point positioned by the model from its own readings, and by kNN on all other points)."""
-    rm = RadioMap(pts.x, pts.y, pts.floor, pts.radio_map(len(anchors)), pts.device, pts.t)
+    rm = RadioMap(pts.x, pts.y, pts.floor, pts.radio_map(len(anchors)), pts.device, pts.t,
+                  min(MISSING_DBM, pts.sensitivity - MISSING_BELOW_SENSITIVITY_DB))
     n = len(rm)
     model = locate_static(anchors, site, pts.point, pts.device[pts.point], np.zeros(n), pts.anchor, pts.mean,
                           anchors.rssi_1m[pts.anchor], n, device_height=device_height)
@@ -201,6 +212,7 @@ def apply_fingerprints(fp: Fingerprints, fixes: StaticFixes, fix: IntArray, anch
     agg = aggregate(fix, anchor, rssi)
     query = np.full((fixes.x.shape[0], n_anchors), np.nan)
     query[agg.group, agg.anchor] = agg.mean
-    knn = knn_locate(fp.radio_map, query, floor_hint=fixes.floor, anchor_xy=anchor_xy)
+    knn = knn_locate(fp.radio_map, query, floor_hint=fixes.floor, anchor_xy=anchor_xy, offset=fixes.offset,
+                     offset_sd=fixes.offset_sd)
     x, y = fuse(fixes.x, fixes.y, knn, fp.weight)
-    return StaticFixes(x, y, fixes.floor, fixes.accuracy_m, fixes.zone, fixes.offset)
+    return replace(fixes, x=x, y=y)

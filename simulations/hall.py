@@ -76,8 +76,27 @@ class HallData:
     truth_y: FloatArray
 
 
-def generate(cfg: HallConfig, seed: int) -> HallData:
-    rng = np.random.default_rng([seed, 0x4A11])
+@dataclass(frozen=True, slots=True)
+class Receivers:
+    """The receivers of a hall and each one's fixed shadowing field (plane waves)."""
+
+    x: FloatArray
+    y: FloatArray
+    p0: FloatArray
+    n10: FloatArray  # 10 x exponent
+    kx: FloatArray  # (receivers, PLANE_WAVES)
+    ky: FloatArray
+    phase: FloatArray
+
+    def space(self, cfg: HallConfig, x: float, y: float) -> FloatArray:
+        """The fixed part of the shadowing at (x, y), per receiver."""
+        space_sd = cfg.sigma_db * math.sqrt(1.0 - cfg.time_share)
+        field: FloatArray = space_sd * math.sqrt(2.0 / PLANE_WAVES) * np.cos(self.kx * x + self.ky * y
+                                                                              + self.phase).sum(axis=1)
+        return field
+
+
+def _receivers(cfg: HallConfig, rng: np.random.Generator) -> Receivers:
     xs = np.arange(cfg.spacing_m / 2, cfg.width_m, cfg.spacing_m)
     ys = np.arange(cfg.spacing_m / 2, cfg.depth_m, cfg.spacing_m)
     gx, gy = (a.ravel() for a in np.meshgrid(xs, ys))
@@ -89,8 +108,14 @@ def generate(cfg: HallConfig, seed: int) -> HallData:
     kdir = rng.uniform(0.0, 2.0 * np.pi, (g, PLANE_WAVES))
     kmag = rng.rayleigh(1.0 / cfg.corr_m, (g, PLANE_WAVES))
     phase = rng.uniform(0.0, 2.0 * np.pi, (g, PLANE_WAVES))
-    kx, ky = kmag * np.cos(kdir), kmag * np.sin(kdir)
-    space_sd = cfg.sigma_db * math.sqrt(1.0 - cfg.time_share)
+    return Receivers(ax, ay, p0, n10, kmag * np.cos(kdir), kmag * np.sin(kdir), phase)
+
+
+def generate(cfg: HallConfig, seed: int) -> HallData:
+    rng = np.random.default_rng([seed, 0x4A11])
+    rx = _receivers(cfg, rng)
+    ax, ay, p0, n10 = rx.x, rx.y, rx.p0, rx.n10
+    g = ax.size
     time_sd = cfg.sigma_db * math.sqrt(cfg.time_share)
     rho = math.exp(-STEP_S / cfg.tau_s)
     los = math.sqrt(cfg.rice_k / (cfg.rice_k + 1.0))
@@ -139,7 +164,7 @@ def generate(cfg: HallConfig, seed: int) -> HallData:
             d3 = np.sqrt(hx * hx + hy * hy + (cfg.receiver_z_m - DEVICE_HEIGHT_M) ** 2)
             behind = np.clip(-(hx * math.cos(heading) + hy * math.sin(heading)) / horiz, 0.0, 1.0)
             amp = (los + scatter * rng.standard_normal(g)) ** 2 + (scatter * rng.standard_normal(g)) ** 2
-            space = space_sd * math.sqrt(2.0 / PLANE_WAVES) * np.cos(kx * x + ky * y + phase).sum(axis=1)
+            space = rx.space(cfg, x, y)
             level = (p0 + offset - n10 * np.log10(d3) + space + shadow_t + 10.0 * np.log10(np.maximum(amp, 1e-9))
                      - body * behind)
             heard = np.flatnonzero((level >= cfg.sensitivity_dbm) & (rng.random(g) < cfg.hear))
@@ -195,3 +220,89 @@ def centroid_baseline(data: HallData, window_s: float = 2.0, strongest: int = 3
             out_x.append(float((data.anchor_x[top] * wt).sum() / wt.sum()))
             out_y.append(float((data.anchor_y[top] * wt).sum() / wt.sum()))
     return np.array(out_t), np.array(out_d, dtype=object), np.array(out_x), np.array(out_y)
+
+
+@dataclass(frozen=True, slots=True)
+class Scans:
+    """Readings of devices standing still, one scan per spot (the spot's position on every reading)."""
+
+    t: FloatArray
+    device: npt.NDArray[np.object_]
+    anchor: npt.NDArray[np.object_]
+    rssi: FloatArray
+    scan: npt.NDArray[np.object_]
+    x: FloatArray
+    y: FloatArray
+
+
+def standing_scans(cfg: HallConfig, seed: int, stream: int, x: FloatArray, y: FloatArray,
+                   device: npt.NDArray[np.object_], offset: FloatArray, t0: FloatArray, scan_s: float) -> Scans:
+    """Scans of ``scan_s`` seconds at spots (x, y) starting at ``t0``, in the hall of ``generate(cfg, seed)``
+    (same receivers and fixed shadowing field); ``stream`` seeds the rest (fading, bodies, headings)."""
+    rx = _receivers(cfg, np.random.default_rng([seed, 0x4A11]))
+    rng = np.random.default_rng([seed, 0x5CA7, stream])
+    g = rx.x.size
+    time_sd = cfg.sigma_db * math.sqrt(cfg.time_share)
+    rho = math.exp(-STEP_S / cfg.tau_s)
+    los = math.sqrt(cfg.rice_k / (cfg.rice_k + 1.0))
+    scatter = math.sqrt(0.5 / (cfg.rice_k + 1.0))
+    ids = np.array([f"g{j}" for j in range(g)], dtype=object)
+    out: dict[str, list[npt.NDArray[np.generic]]] = {k: [] for k in ("t", "device", "anchor", "rssi", "scan", "x", "y")}
+    for k in range(x.shape[0]):
+        heading = rng.uniform(0.0, 2.0 * np.pi)
+        body = rng.uniform(0.5, 1.0) * cfg.body_db
+        hx, hy = rx.x - x[k], rx.y - y[k]
+        horiz = np.maximum(np.hypot(hx, hy), 1e-6)
+        d3 = np.sqrt(hx * hx + hy * hy + (cfg.receiver_z_m - DEVICE_HEIGHT_M) ** 2)
+        behind = np.clip(-(hx * math.cos(heading) + hy * math.sin(heading)) / horiz, 0.0, 1.0)
+        mean = rx.p0 + offset[k] - rx.n10 * np.log10(d3) + rx.space(cfg, float(x[k]), float(y[k])) - body * behind
+        shadow_t = rng.normal(0.0, time_sd, g)
+        steps = round(scan_s / STEP_S)
+        next_advert = rng.uniform(0.0, 1.0 / cfg.adverts_hz)
+        for s in range(steps):
+            ts = s * STEP_S
+            shadow_t = rho * shadow_t + rng.normal(0.0, time_sd * math.sqrt(1.0 - rho * rho), g)
+            if ts < next_advert:
+                continue
+            next_advert += 1.0 / cfg.adverts_hz
+            amp = (los + scatter * rng.standard_normal(g)) ** 2 + (scatter * rng.standard_normal(g)) ** 2
+            level = mean + shadow_t + 10.0 * np.log10(np.maximum(amp, 1e-9))
+            heard = np.flatnonzero((level >= cfg.sensitivity_dbm) & (rng.random(g) < cfg.hear))
+            out["t"].append(t0[k] + ts + rng.uniform(0.0, 0.02, heard.size))
+            out["device"].append(np.full(heard.size, device[k], dtype=object))
+            out["anchor"].append(ids[heard])
+            out["rssi"].append(np.round(level[heard]))
+            out["scan"].append(np.full(heard.size, f"s{k}", dtype=object))
+            out["x"].append(np.full(heard.size, x[k]))
+            out["y"].append(np.full(heard.size, y[k]))
+    cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
+    return Scans(cat["t"], cat["device"].astype(object), cat["anchor"].astype(object), cat["rssi"],
+                 cat["scan"].astype(object), cat["x"], cat["y"])
+
+
+def scan_means(scans: Scans, anchor_ids: tuple[str, ...]) -> tuple[FloatArray, FloatArray, FloatArray,
+                                                                     npt.NDArray[np.object_]]:
+    """Per scan (in order of first appearance): mean RSSI per receiver (NaN: not heard), its x, y and key."""
+    index = {a: j for j, a in enumerate(anchor_ids)}
+    keys = np.char.add(np.char.add(scans.device.astype(str), "\x1f"), scans.scan.astype(str))
+    uniq, first, row = np.unique(keys, return_index=True, return_inverse=True)
+    aj = np.fromiter((index[a] for a in scans.anchor), dtype=np.int64, count=scans.anchor.shape[0])
+    total = np.zeros((uniq.shape[0], len(anchor_ids)))
+    count = np.zeros_like(total)
+    np.add.at(total, (row, aj), scans.rssi)
+    np.add.at(count, (row, aj), 1.0)
+    mean = np.where(count > 0, total / np.maximum(count, 1.0), np.nan)
+    return mean, scans.x[first], scans.y[first], uniq.astype(object)
+
+
+def knn_baseline(survey: Scans, queries: Scans, anchor_ids: tuple[str, ...], k: int = 3,
+                 missing_dbm: float = -100.0) -> tuple[npt.NDArray[np.object_], FloatArray, FloatArray]:
+    """The textbook fingerprint: mean RSSI per receiver (``missing_dbm`` where not heard), Euclidean
+    distance, the plain mean of the ``k`` nearest survey points. Per query scan: key, x, y."""
+    m_rssi, m_x, m_y, _ = scan_means(survey, anchor_ids)
+    q_rssi, _, _, q_key = scan_means(queries, anchor_ids)
+    m = np.nan_to_num(m_rssi, nan=missing_dbm)
+    q = np.nan_to_num(q_rssi, nan=missing_dbm)
+    d2 = (q * q).sum(axis=1)[:, None] - 2.0 * q @ m.T + (m * m).sum(axis=1)[None, :]
+    near = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    return q_key, m_x[near].mean(axis=1), m_y[near].mean(axis=1)

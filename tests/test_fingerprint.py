@@ -1,4 +1,5 @@
-"""Fingerprint kNN: offset-free matching, leave-one-out, and a fusion never worse than the better method."""
+"""Fingerprint kNN: matching across phones, silence as evidence, leave-one-out, and a fusion never worse than
+the better method."""
 
 from __future__ import annotations
 
@@ -27,6 +28,31 @@ def test_a_louder_phone_matches_the_same_places() -> None:
     fix = knn_locate(rm, query, anchor_xy=(ax, ay))
     err = np.hypot(fix.x - np.array([t[0] for t in truth]), fix.y - np.array([t[1] for t in truth]))
     assert fix.ok.all() and np.all(err < 1.5)
+
+
+def test_silence_where_the_survey_heard_a_receiver_strongly_is_evidence() -> None:
+    """Point A heard receiver 4 at -65 dBm; the query did not hear it at all: B (which did not hear it
+    either) is the match, although A's other levels equal the query's exactly."""
+    levels = np.array([-70.0, -75.0, -80.0, -85.0])
+    a = np.r_[levels, -65.0]
+    b = np.r_[levels + np.array([2.0, -2.0, 2.0, -2.0]), np.nan]
+    rm = RadioMap(np.array([0.0, 20.0]), np.array([0.0, 0.0]), np.zeros(2, dtype=np.int64), np.stack([a, b]))
+    fix = knn_locate(rm, np.r_[levels, np.nan][None, :], k=1)
+    assert fix.ok[0] and fix.x[0] == 20.0
+
+
+def test_fusion_leans_to_the_fingerprint_among_weights_that_do_about_as_well() -> None:
+    """Leave-one-out understates the fingerprint (it interpolates across a hole); when the weights' errors
+    are within 5 % the larger fingerprint weight is taken, still no worse than either method alone."""
+    rng = np.random.default_rng(5)
+    tx, ty = rng.uniform(0, 40, 400), rng.uniform(0, 30, 400)
+    mx, my = tx + rng.normal(0, 2.0, 400), ty + rng.normal(0, 2.0, 400)
+    kx, ky = tx + rng.normal(0, 2.0, 400), ty + rng.normal(0, 2.0, 400)
+    w = choose_fusion_weight(tx, ty, mx, my, kx, ky)
+    errs = {v: float(np.median(np.hypot(v * kx + (1 - v) * mx - tx, v * ky + (1 - v) * my - ty)))
+            for v in np.round(np.linspace(0, 1, 11), 2)}
+    best = min(errs.values())
+    assert errs[w] <= 1.05 * best + 1e-9 and w > min(v for v, e in errs.items() if e == best)
 
 
 def test_leave_one_out_never_returns_the_point_itself() -> None:

@@ -120,7 +120,7 @@ def test_calibration_recovers_the_channel(files: Path) -> None:
 
     anchors, _, _ = load_anchor_csv(files / "anchors.csv")
     survey = load_survey(files / "survey.csv", set(anchors.ids), anchors, False)
-    fitted, mask, _ = calibrate(anchors, survey, 1.2)
+    fitted, mask, _, _ = calibrate(anchors, survey, 1.2)
     assert mask.all()
     assert np.median(fitted.rssi_1m) == pytest.approx(P0, abs=1.5)
     assert np.median(fitted.path_loss_n) == pytest.approx(N, abs=0.2)

@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         if quick:
             cfg = replace(cfg, devices=4, duration_s=90.0)
         t0 = time.perf_counter()
-        ch = run_channel(cfg, SEED, QUERIES // 2 if quick else QUERIES)
+        ch = run_channel(cfg, SEED, QUERIES)
         ch["seconds"] = time.perf_counter() - t0
         out["channels"][name] = ch
         for part, base in (("same_phone", "knn_textbook"), ("other_phones", "knn_textbook"), ("walkers", "centroid")):

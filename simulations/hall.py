@@ -96,6 +96,31 @@ class Receivers:
         return field
 
 
+@dataclass(frozen=True, slots=True)
+class _Channel:
+    """The time-varying part of a hall's channel: AR(1) shadowing per link and Rician fading per packet."""
+
+    time_sd: float
+    rho: float
+    los: float
+    scatter: float
+
+    @classmethod
+    def of(cls, cfg: HallConfig) -> _Channel:
+        return cls(cfg.sigma_db * math.sqrt(cfg.time_share), math.exp(-STEP_S / cfg.tau_s),
+                   math.sqrt(cfg.rice_k / (cfg.rice_k + 1.0)), math.sqrt(0.5 / (cfg.rice_k + 1.0)))
+
+    def shadow_step(self, rng: np.random.Generator, shadow: FloatArray) -> FloatArray:
+        step: FloatArray = self.rho * shadow + rng.normal(0.0, self.time_sd * math.sqrt(1.0 - self.rho**2),
+                                                          shadow.shape[0])
+        return step
+
+    def fading_db(self, rng: np.random.Generator, g: int) -> FloatArray:
+        amp = (self.los + self.scatter * rng.standard_normal(g)) ** 2 + (self.scatter * rng.standard_normal(g)) ** 2
+        out: FloatArray = 10.0 * np.log10(np.maximum(amp, 1e-9))
+        return out
+
+
 def _receivers(cfg: HallConfig, rng: np.random.Generator) -> Receivers:
     xs = np.arange(cfg.spacing_m / 2, cfg.width_m, cfg.spacing_m)
     ys = np.arange(cfg.spacing_m / 2, cfg.depth_m, cfg.spacing_m)
@@ -116,10 +141,7 @@ def generate(cfg: HallConfig, seed: int) -> HallData:
     rx = _receivers(cfg, rng)
     ax, ay, p0, n10 = rx.x, rx.y, rx.p0, rx.n10
     g = ax.size
-    time_sd = cfg.sigma_db * math.sqrt(cfg.time_share)
-    rho = math.exp(-STEP_S / cfg.tau_s)
-    los = math.sqrt(cfg.rice_k / (cfg.rice_k + 1.0))
-    scatter = math.sqrt(0.5 / (cfg.rice_k + 1.0))
+    ch = _Channel.of(cfg)
     rows_t: list[FloatArray] = []
     rows_dev: list[npt.NDArray[np.object_]] = []
     rows_anchor: list[npt.NDArray[np.int64]] = []
@@ -151,7 +173,7 @@ def generate(cfg: HallConfig, seed: int) -> HallData:
             else:
                 step = min(dist, speed * STEP_S)
                 x, y, heading = x + dx / dist * step, y + dy / dist * step, math.atan2(dy, dx)
-            shadow_t = rho * shadow_t + rng.normal(0.0, time_sd * math.sqrt(1.0 - rho * rho), g)
+            shadow_t = ch.shadow_step(rng, shadow_t)
             tr_t.append(t)
             tr_dev.append(name)
             tr_x.append(x)
@@ -163,10 +185,9 @@ def generate(cfg: HallConfig, seed: int) -> HallData:
             horiz = np.maximum(np.hypot(hx, hy), 1e-6)
             d3 = np.sqrt(hx * hx + hy * hy + (cfg.receiver_z_m - DEVICE_HEIGHT_M) ** 2)
             behind = np.clip(-(hx * math.cos(heading) + hy * math.sin(heading)) / horiz, 0.0, 1.0)
-            amp = (los + scatter * rng.standard_normal(g)) ** 2 + (scatter * rng.standard_normal(g)) ** 2
+            fade = ch.fading_db(rng, g)
             space = rx.space(cfg, x, y)
-            level = (p0 + offset - n10 * np.log10(d3) + space + shadow_t + 10.0 * np.log10(np.maximum(amp, 1e-9))
-                     - body * behind)
+            level = p0 + offset - n10 * np.log10(d3) + space + shadow_t + fade - body * behind
             heard = np.flatnonzero((level >= cfg.sensitivity_dbm) & (rng.random(g) < cfg.hear))
             again = heard[rng.random(heard.size) < cfg.duplicates]
             idx = np.concatenate([heard, again])
@@ -242,10 +263,7 @@ def standing_scans(cfg: HallConfig, seed: int, stream: int, x: FloatArray, y: Fl
     rx = _receivers(cfg, np.random.default_rng([seed, 0x4A11]))
     rng = np.random.default_rng([seed, 0x5CA7, stream])
     g = rx.x.size
-    time_sd = cfg.sigma_db * math.sqrt(cfg.time_share)
-    rho = math.exp(-STEP_S / cfg.tau_s)
-    los = math.sqrt(cfg.rice_k / (cfg.rice_k + 1.0))
-    scatter = math.sqrt(0.5 / (cfg.rice_k + 1.0))
+    ch = _Channel.of(cfg)
     ids = np.array([f"g{j}" for j in range(g)], dtype=object)
     out: dict[str, list[npt.NDArray[np.generic]]] = {k: [] for k in ("t", "device", "anchor", "rssi", "scan", "x", "y")}
     for k in range(x.shape[0]):
@@ -256,17 +274,16 @@ def standing_scans(cfg: HallConfig, seed: int, stream: int, x: FloatArray, y: Fl
         d3 = np.sqrt(hx * hx + hy * hy + (cfg.receiver_z_m - DEVICE_HEIGHT_M) ** 2)
         behind = np.clip(-(hx * math.cos(heading) + hy * math.sin(heading)) / horiz, 0.0, 1.0)
         mean = rx.p0 + offset[k] - rx.n10 * np.log10(d3) + rx.space(cfg, float(x[k]), float(y[k])) - body * behind
-        shadow_t = rng.normal(0.0, time_sd, g)
+        shadow_t = rng.normal(0.0, ch.time_sd, g)
         steps = round(scan_s / STEP_S)
         next_advert = rng.uniform(0.0, 1.0 / cfg.adverts_hz)
         for s in range(steps):
             ts = s * STEP_S
-            shadow_t = rho * shadow_t + rng.normal(0.0, time_sd * math.sqrt(1.0 - rho * rho), g)
+            shadow_t = ch.shadow_step(rng, shadow_t)
             if ts < next_advert:
                 continue
             next_advert += 1.0 / cfg.adverts_hz
-            amp = (los + scatter * rng.standard_normal(g)) ** 2 + (scatter * rng.standard_normal(g)) ** 2
-            level = mean + shadow_t + 10.0 * np.log10(np.maximum(amp, 1e-9))
+            level = mean + shadow_t + ch.fading_db(rng, g)
             heard = np.flatnonzero((level >= cfg.sensitivity_dbm) & (rng.random(g) < cfg.hear))
             out["t"].append(t0[k] + ts + rng.uniform(0.0, 0.02, heard.size))
             out["device"].append(np.full(heard.size, device[k], dtype=object))

@@ -29,13 +29,16 @@ MISSING_BELOW_SENSITIVITY_DB: Final = 4.0  # ... or this far below the survey's 
 # FINGERPRINT_SPREAD_DB spread against the offset's uncertainty (QUERY_OFFSET_SD_DB when not given).
 FINGERPRINT_SPREAD_DB: Final = 5.0  # a scan's mean vs the survey's at the same spot, per anchor
 QUERY_OFFSET_SD_DB: Final = 3.5
-MIN_OFFSET_SD_DB: Final = 2.0  # a learned offset is referenced to the model's anchors, not to the survey itself
+MIN_OFFSET_SD_DB: Final = 1.0  # a learned offset is referenced to the model's anchors, not to the survey itself
 MIN_COMMON: Final = 2  # a survey point sharing fewer heard anchors with the query is not a neighbour
 FUSION_WEIGHTS: Final = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))  # candidate fingerprint weights
 FUSION_TOLERANCE: Final = 0.05  # leave-one-out errors this close count as equal (see choose_fusion_weight)
-QUERY_CHUNK: Final = 256  # queries per vectorized block (memory: chunk x candidates x anchors)
-CANDIDATE_POINTS: Final = 160  # survey points compared per query: the nearest to its strongest anchors
+# Survey points compared per query: the half of the survey nearest its strongest receivers, within these
+# bounds (a geometric preselection: far points whose pattern happens to match are not candidates).
+MIN_CANDIDATES: Final = 160
+MAX_CANDIDATES: Final = 640
 SEED_ANCHORS: Final = 3
+CHUNK_ELEMENTS: Final = 4_000_000  # queries per block: (queries x candidates x anchors) within this
 QUERY_ANCHORS: Final = 16  # anchors compared: those the query heard best ...
 NEAR_ANCHORS: Final = 16  # ... and those nearest its strongest one (silence there is evidence too)
 
@@ -77,11 +80,11 @@ def knn_locate(radio_map: RadioMap, query: FloatArray, floor_hint: IntArray | No
     ``exclude`` (Q,) names one survey point per query to leave out (leave-one-out); -1 for none. With
     ``block_s`` > 0, the survey points of the same survey device within ``block_s`` seconds of it are
     left out too (a walking survey's neighbouring points are near copies of the held-back one).
-    With ``floor_hint``, only survey points on that floor are candidates. With ``anchor_xy``
-    (anchor positions), only the CANDIDATE_POINTS survey points nearest the query's strongest
-    anchor are compared, over the QUERY_ANCHORS anchors the query heard best and the NEAR_ANCHORS
-    nearest its strongest one (all anchors when there are no more than that): cost per query stays
-    constant however large the survey and the venue are.
+    With ``floor_hint``, only survey points on that floor are candidates. With ``anchor_xy`` (anchor
+    positions), only the survey points nearest any of the query's SEED_ANCHORS strongest anchors are
+    compared (half the survey, within MIN_CANDIDATES..MAX_CANDIDATES), over the QUERY_ANCHORS anchors
+    the query heard best and the NEAR_ANCHORS nearest its strongest one (all anchors when there are no
+    more than that): cost per query stays bounded however large the survey and the venue are.
     """
     q_n, n_a = query.shape
     n_p = len(radio_map)
@@ -113,7 +116,8 @@ def knn_locate(radio_map: RadioMap, query: FloatArray, floor_hint: IntArray | No
         q_anchors = np.concatenate([top, near_a], axis=1)
         repeated = np.zeros(q_anchors.shape, dtype=bool)
         repeated[:, QUERY_ANCHORS:] = (near_a[:, :, None] == top[:, None, :]).any(axis=2)
-    if anchor_xy is not None and n_p > CANDIDATE_POINTS:
+    n_cand = min(max(n_p // 2, MIN_CANDIDATES), MAX_CANDIDATES)
+    if anchor_xy is not None and n_p > n_cand:
         ax, ay = anchor_xy
         d_pts = np.full((q_n, n_p), np.inf)
         for j in range(min(SEED_ANCHORS, n_a)):  # near any of the strongest few (one may be shadowed)
@@ -122,14 +126,15 @@ def knn_locate(radio_map: RadioMap, query: FloatArray, floor_hint: IntArray | No
             d_pts = np.minimum(d_pts, np.where(np.isfinite(qv[np.arange(q_n), s_j])[:, None], d_j, np.inf))
         if floor_hint is not None:
             d_pts = np.where(radio_map.floor[None, :] == floor_hint[:, None], d_pts, np.inf)
-        cand = np.argpartition(d_pts, CANDIDATE_POINTS - 1, axis=1)[:, :CANDIDATE_POINTS]
+        cand = np.argpartition(d_pts, n_cand - 1, axis=1)[:, :n_cand]
     else:
         cand = np.broadcast_to(np.arange(n_p), (q_n, n_p))
     q_val_all = np.take_along_axis(query, q_anchors, axis=1)  # (Q, Aq)
     q_heard = ~np.isnan(q_val_all)
     q_val = np.where(q_heard, q_val_all, fill)
-    for start in range(0, q_n, QUERY_CHUNK):
-        sl = slice(start, min(q_n, start + QUERY_CHUNK))
+    chunk = max(1, CHUNK_ELEMENTS // max(1, cand.shape[1] * q_anchors.shape[1]))
+    for start in range(0, q_n, chunk):
+        sl = slice(start, min(q_n, start + chunk))
         cd = cand[sl]  # (q, C)
         m_raw = radio_map.rssi[cd[:, :, None], q_anchors[sl][:, None, :]]  # (q, C, Aq)
         m_heard = ~np.isnan(m_raw)

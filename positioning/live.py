@@ -22,6 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from positioning.const import (
+    ACCURACY_MAX_M,
+    ACCURACY_MIN_M,
     BODY_LOSS_MAX_DB,
     BODY_LOSS_PRIOR_DB,
     DEVICE_HEIGHT_M,
@@ -42,7 +44,7 @@ from positioning.const import (
 )
 from positioning.exponent import ExponentChoice, profile_costs
 from positioning.filtering import Aggregates, aggregate
-from positioning.fingerprint import knn_locate
+from positioning.fingerprint import knn_locate, knn_sd
 from positioning.maps import NO_ZONE, SiteMap, open_site_map, site_map_from_venue
 from positioning.multilateration import FixProblem, posterior_mean, solve_warm
 from positioning.problems import build_problem, smallest_per_group
@@ -73,11 +75,11 @@ LINK_MIN_READINGS: Final = 30  # a receiver's parameters move only after this ma
 LINK_NOISE_DB: Final = 6.0  # spread of one link reading
 LINK_PRIOR_P0_DB: Final = 6.0  # how far a receiver's 1 m power may drift from its nominal value
 LINK_PRIOR_N: Final = 0.5  # and its exponent
-# A window's kNN position is trusted as much as the survey's held-back median error times this. That
-# error overstates the fingerprint between survey points (holding a point back leaves a hole) and
-# understates it for a walker's noisy 1-s window whose errors repeat from second to second; measured on
-# `bench survey`'s walkers over 8 runs, mean median error: x2.0 3.33 m, x1.0 2.98 m, x0.5 2.79 m.
-FINGERPRINT_SD_SCALE: Final = 0.5
+# The particle cloud's spread assumes windows err independently; shadowing repeats from second to second
+# (a standing phone keeps its bias), so this share of the window's own uncertainty (its fix, fused with
+# the fingerprint's when there is one) is added. On the hall channel, errors within accuracy_m: 19-24 %
+# with the cloud alone, 62-67 % with 0.8 (a 2-D Gaussian's RMS radius holds 63 %).
+TRACK_BIAS_SHARE: Final = 0.8
 FINGERPRINT_MIN_SD_M: Final = 1.0  # a kNN position is never trusted more than this, even from a tight survey
 WARM_START_S: Final = 5.0  # a track seen this recently seeds its device's next fix
 TRACK_ANCHORS: Final = 24  # heard anchors the tracker weighs per device (nearest its track, else strongest)
@@ -351,6 +353,7 @@ class LiveLocator:
         est = self.tracker.step(devices, t_fix, obs, np.where(fix_ok, fx, init_x), np.where(fix_ok, fy, init_y),
                                 floor_guess, init_acc)
         self._update_offsets(devices, t_fix, est, heard_idx, heard_mean, heard_var, offsets, sens)
+        est = replace(est, accuracy_m=_track_accuracy(est.accuracy_m, init_acc, obs.pseudo_sd))
         fixes, events = self._zones_and_fixes(devices, t_fix, est)
         events.extend(self._expire(now))
         return StepResult(tuple(fixes), tuple(events), {})
@@ -424,8 +427,7 @@ class LiveLocator:
         query[group, anchor] = mean
         knn = knn_locate(fp.radio_map, query, floor_hint=floor, anchor_xy=(self.anchors.x, self.anchors.y),
                          offset=obs.offset, offset_sd=np.sqrt(obs.offset_var))
-        loo = fp.loo_knn_median_m if np.isfinite(fp.loo_knn_median_m) else 0.0
-        sd = np.maximum(knn.spread_m, max(FINGERPRINT_MIN_SD_M, loo * FINGERPRINT_SD_SCALE))
+        sd = knn_sd(knn.spread_m, fp.loo_knn_median_m, FINGERPRINT_MIN_SD_M)
         ok = knn.ok & (knn.floor == floor)
         return replace(obs, pseudo_x=np.where(ok, knn.x, np.nan), pseudo_y=np.where(ok, knn.y, np.nan),
                        pseudo_sd=np.where(ok, sd, np.nan))
@@ -733,6 +735,16 @@ class LearnedLoss:
 
 def _range(p0: FloatArray, n: FloatArray, rssi: FloatArray) -> FloatArray:
     return np.asarray(np.clip(10.0 ** ((p0 - rssi) / (10.0 * n)), 0.5, 60.0), dtype=np.float64)
+
+
+def _track_accuracy(cloud_m: FloatArray, window_m: FloatArray, pseudo_sd: FloatArray | None) -> FloatArray:
+    """A track's accuracy_m: the cloud's spread and the part of the window's uncertainty that repeats."""
+    window_var = window_m**2
+    if pseudo_sd is not None:
+        has = np.isfinite(pseudo_sd)
+        window_var = np.where(has, 1.0 / (1.0 / window_var + 1.0 / np.where(has, pseudo_sd, 1.0) ** 2), window_var)
+    out: FloatArray = np.clip(np.sqrt(cloud_m**2 + TRACK_BIAS_SHARE**2 * window_var), ACCURACY_MIN_M, ACCURACY_MAX_M)
+    return out
 
 
 def _take_idx(r: Readings, idx: IntArray) -> Readings:

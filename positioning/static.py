@@ -16,6 +16,8 @@ import numpy.typing as npt
 
 from positioning.calibration import SurveyPoints
 from positioning.const import (
+    ACCURACY_MAX_M,
+    ACCURACY_MIN_M,
     DEVICE_HEIGHT_M,
     DEVICE_OFFSET_MAX_DB,
     DEVICE_OFFSET_PRIOR_DB,
@@ -32,6 +34,7 @@ from positioning.fingerprint import (
     choose_fusion_weight,
     fuse,
     knn_locate,
+    knn_sd,
 )
 from positioning.maps import NO_ZONE, SiteMap
 from positioning.multilateration import FixSolution, posterior_mean, solve, subset
@@ -215,4 +218,8 @@ def apply_fingerprints(fp: Fingerprints, fixes: StaticFixes, fix: IntArray, anch
     knn = knn_locate(fp.radio_map, query, floor_hint=fixes.floor, anchor_xy=anchor_xy, offset=fixes.offset,
                      offset_sd=fixes.offset_sd)
     x, y = fuse(fixes.x, fixes.y, knn, fp.weight)
-    return replace(fixes, x=x, y=y)
+    # The fused fix's uncertainty: the two estimates', weighted like the positions.
+    w = np.where(knn.ok, fp.weight, 0.0)
+    sd = knn_sd(knn.spread_m, fp.loo_knn_median_m)
+    acc = np.clip(np.sqrt(((1.0 - w) * fixes.accuracy_m) ** 2 + (w * sd) ** 2), ACCURACY_MIN_M, ACCURACY_MAX_M)
+    return replace(fixes, x=x, y=y, accuracy_m=acc)

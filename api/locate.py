@@ -340,7 +340,7 @@ def load_survey(path: Path, known: set[str], anchors: Any, has_venue: bool) -> A
         raise LocateError(f"{path}: line 1: missing column 'floor' (required when the venue has several floors)")
     scan = data.scan if data.scan is not None else data.t.astype(str).astype(object)
     return Survey(t=data.t, device=data.device, anchor=data.anchor, rssi=data.rssi, tx=data.tx, scan=scan,
-                  x=x, y=y, floor=floor)
+                  x=x, y=y, floor=floor, scan_given=data.scan is not None)
 
 
 def write_positions(path: Path, rows: list[tuple[float, str, float, float, str, float, str, str]],

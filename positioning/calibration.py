@@ -39,6 +39,10 @@ MIN_HEARD_POINTS: Final = 4  # fewer heard survey points: keep the anchor's nomi
 CENSOR_RANGE_M: Final = 40.0  # unheard points farther than this say nothing worth fitting
 ROUNDS: Final = 3  # alternate anchor fits and survey-device offsets
 SURVEY_SENSITIVITY_QUANTILE: Final = 0.01
+# A walking survey logs each reading with the surveyor's position at its own time: grouped by (device, t)
+# nearly every point is one reading, useless for fitting or matching (and a million points). Such a
+# survey's readings are pooled per device, floor and this many seconds, at their mean position.
+WALKING_SURVEY_WINDOW_S: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,7 @@ class Survey:
     x: FloatArray
     y: FloatArray
     floor: ObjArray | None
+    scan_given: bool = True  # False: ``scan`` holds each reading's time (points by (device, t))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +90,19 @@ class SurveyPoints:
 def survey_points(anchors: AnchorTable, survey: Survey) -> SurveyPoints:
     index = anchors.index
     anchor = np.fromiter((index[a] for a in survey.anchor), dtype=np.int64, count=survey.anchor.shape[0])
-    key = np.char.add(np.char.add(survey.device.astype(str), "\x1f"), survey.scan.astype(str))
+    dev_s = survey.device.astype(str)
+    key = np.char.add(np.char.add(dev_s, "\x1f"), survey.scan.astype(str))
     keys, point = np.unique(key, return_inverse=True)
+    if not survey.scan_given and keys.shape[0] and np.median(np.bincount(point)) < 2:
+        window = np.floor(survey.t / WALKING_SURVEY_WINDOW_S).astype(np.int64).astype(str)
+        floor_s = survey.floor.astype(str) if survey.floor is not None else np.full(dev_s.shape, "")
+        key = np.char.add(np.char.add(np.char.add(np.char.add(dev_s, "\x1f"), floor_s), "\x1f"), window)
+        keys, point = np.unique(key, return_inverse=True)
     point = point.astype(np.int64)
     n_pts = keys.shape[0]
-    px = np.zeros(n_pts)
-    py = np.zeros(n_pts)
-    px[point] = survey.x
-    py[point] = survey.y
+    size = np.bincount(point, minlength=n_pts).astype(np.float64)
+    px = np.bincount(point, weights=survey.x, minlength=n_pts) / np.maximum(size, 1.0)
+    py = np.bincount(point, weights=survey.y, minlength=n_pts) / np.maximum(size, 1.0)
     floor = np.zeros(n_pts, dtype=np.int64)
     if survey.floor is not None:
         fmap = {f: i for i, f in enumerate(anchors.floor_ids)}
@@ -118,8 +128,10 @@ def calibrate(anchors: AnchorTable, survey: Survey, device_height: float
     fitted, offsets, mask = fit_anchors(anchors, pts, device_height)
     n_fit = int(mask.sum())
     note = f"survey: {pts.x.shape[0]} points, {n_fit} of {len(anchors)} anchors calibrated"
-    if pts.n_devices > 1:
+    if 1 < pts.n_devices <= 6:
         note += f", survey device offsets {', '.join(f'{o:+.1f}' for o in offsets)} dB"
+    elif pts.n_devices > 6:
+        note += f", {pts.n_devices} survey devices, offsets {offsets.min():+.1f} to {offsets.max():+.1f} dB"
     return fitted, mask, note, replace(pts, device_offset=offsets)
 
 

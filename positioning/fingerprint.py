@@ -33,9 +33,9 @@ MIN_OFFSET_SD_DB: Final = 1.0  # a learned offset is referenced to the model's a
 MIN_COMMON: Final = 2  # a survey point sharing fewer heard anchors with the query is not a neighbour
 FUSION_WEIGHTS: Final = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))  # candidate fingerprint weights
 # A fingerprint position is trusted at this share of the survey's held-back median error: holding a
-# point back leaves a hole, so that error overstates the fingerprint between survey points (measured on
-# `bench survey`: tracked walkers' mean median error over 8 runs with x2.0 3.33 m, x1.0 2.98 m, x0.5
-# 2.79 m; fused static fixes hold 59-71 % of their errors within accuracy_m at x0.5).
+# point back leaves a hole, so that error overstates the fingerprint between survey points (fused static
+# fixes on `bench survey` hold 59-71 % of their errors within accuracy_m at x0.5; the live locator uses
+# it until it has learned the spread from the tracked windows themselves).
 LOO_ERROR_SHARE: Final = 0.5
 FUSION_TOLERANCE: Final = 0.05  # leave-one-out errors this close count as equal (see choose_fusion_weight)
 # Survey points compared per query: the half of the survey nearest its strongest receivers, within these

@@ -177,3 +177,24 @@ def test_implausible_values_are_dropped_and_counted(files: Path) -> None:
 def test_missing_anchor_file_is_a_clean_error(files: Path) -> None:
     res = locate("--anchors", "nope.csv", "--readings", "tracked.csv", "--out", "P.csv", cwd=files)
     assert res.returncode == 2 and "nope.csv: no such file" in res.stderr
+
+
+def test_a_walking_survey_is_pooled_per_second() -> None:
+    """A walking survey logs every reading with the surveyor's position at its own time: grouped by
+    (device, t) each point would be one reading (useless, and a million points); such a survey is pooled
+    per device, floor and second, at the mean position. With a scan column the scans stay the points."""
+    from positioning.calibration import Survey, survey_points
+    from positioning.radio import anchor_table
+
+    anchors = anchor_table(["a", "b", "c"], [0.0, 10.0, 0.0], [0.0, 0.0, 10.0])
+    t = np.arange(0.0, 4.0, 0.25)  # 16 readings over 4 s, walking along x at 1 m/s
+    n = t.shape[0]
+    survey = Survey(t=t, device=np.full(n, "s", dtype=object), anchor=np.array(["a", "b", "c", "a"] * 4, dtype=object),
+                    rssi=np.full(n, -70.0), tx=np.full(n, np.nan), scan=t.astype(str).astype(object), x=t.copy(),
+                    y=np.zeros(n), floor=None, scan_given=False)
+    pts = survey_points(anchors, survey)
+    assert pts.x.shape[0] == 4  # one point per second
+    assert np.allclose(np.sort(pts.x), [0.375, 1.375, 2.375, 3.375])  # the mean position of its readings
+    by_scan = survey_points(anchors, Survey(**{**{f: getattr(survey, f) for f in Survey.__dataclass_fields__},
+                                               "scan_given": True}))
+    assert by_scan.x.shape[0] == n

@@ -122,25 +122,20 @@ def knn_locate(radio_map: RadioMap, query: FloatArray, floor_hint: IntArray | No
         repeated = np.zeros(q_anchors.shape, dtype=bool)
         repeated[:, QUERY_ANCHORS:] = (near_a[:, :, None] == top[:, None, :]).any(axis=2)
     n_cand = min(max(n_p // 2, MIN_CANDIDATES), MAX_CANDIDATES)
-    if anchor_xy is not None and n_p > n_cand:
-        ax, ay = anchor_xy
-        d_pts = np.full((q_n, n_p), np.inf)
-        for j in range(min(SEED_ANCHORS, n_a)):  # near any of the strongest few (one may be shadowed)
-            s_j = by_level[:, j]
-            d_j = np.hypot(radio_map.x[None, :] - ax[s_j][:, None], radio_map.y[None, :] - ay[s_j][:, None])
-            d_pts = np.minimum(d_pts, np.where(np.isfinite(qv[np.arange(q_n), s_j])[:, None], d_j, np.inf))
-        if floor_hint is not None:
-            d_pts = np.where(radio_map.floor[None, :] == floor_hint[:, None], d_pts, np.inf)
-        cand = np.argpartition(d_pts, n_cand - 1, axis=1)[:, :n_cand]
-    else:
-        cand = np.broadcast_to(np.arange(n_p), (q_n, n_p))
+    limit = anchor_xy is not None and n_p > n_cand
+    width = n_cand if limit else n_p
     q_val_all = np.take_along_axis(query, q_anchors, axis=1)  # (Q, Aq)
     q_heard = ~np.isnan(q_val_all)
     q_val = np.where(q_heard, q_val_all, fill)
-    chunk = max(1, CHUNK_ELEMENTS // max(1, cand.shape[1] * q_anchors.shape[1]))
+    chunk = max(1, CHUNK_ELEMENTS // max(1, width * q_anchors.shape[1], n_p if limit else 1))
     for start in range(0, q_n, chunk):
         sl = slice(start, min(q_n, start + chunk))
-        cd = cand[sl]  # (q, C)
+        if limit:
+            assert anchor_xy is not None
+            cd = _near_strongest(radio_map, anchor_xy, by_level[sl], np.isfinite(qv[sl]),
+                                 None if floor_hint is None else floor_hint[sl], n_cand)
+        else:
+            cd = np.broadcast_to(np.arange(n_p), (sl.stop - sl.start, n_p))  # (q, C)
         m_raw = radio_map.rssi[cd[:, :, None], q_anchors[sl][:, None, :]]  # (q, C, Aq)
         m_heard = ~np.isnan(m_raw)
         m_val = np.where(m_heard, m_raw, fill)
@@ -183,6 +178,22 @@ def knn_locate(radio_map: RadioMap, query: FloatArray, floor_hint: IntArray | No
         out_s[sl] = spread
         ok[sl] = good
     return KnnFix(out_x, out_y, out_f, out_s, ok)
+
+
+def _near_strongest(radio_map: RadioMap, anchor_xy: tuple[FloatArray, FloatArray], by_level: IntArray,
+                    heard: npt.NDArray[np.bool_], floor_hint: IntArray | None, n_cand: int) -> IntArray:
+    """Per query, the ``n_cand`` survey points nearest any of its SEED_ANCHORS strongest heard anchors."""
+    ax, ay = anchor_xy
+    rows = np.arange(by_level.shape[0])
+    d_pts = np.full((by_level.shape[0], len(radio_map)), np.inf)
+    for j in range(min(SEED_ANCHORS, by_level.shape[1])):  # near any of the strongest few (one may be shadowed)
+        s_j = by_level[:, j]
+        d_j = np.hypot(radio_map.x[None, :] - ax[s_j][:, None], radio_map.y[None, :] - ay[s_j][:, None])
+        d_pts = np.minimum(d_pts, np.where(heard[rows, s_j][:, None], d_j, np.inf))
+    if floor_hint is not None:
+        d_pts = np.where(radio_map.floor[None, :] == floor_hint[:, None], d_pts, np.inf)
+    out: IntArray = np.argpartition(d_pts, n_cand - 1, axis=1)[:, :n_cand]
+    return out
 
 
 def knn_sd(spread_m: FloatArray, loo_median_m: float, floor_m: float = 0.0) -> FloatArray:

@@ -44,7 +44,9 @@ from positioning.radio import AnchorTable
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-SURVEY_BLOCK_S = 3.0  # leave-one-out holds back a survey point with its surveyor's neighbours in time
+# Leave-one-out also holds back the surveyor's points this close in time: they share the held-back point's
+# time-correlated shadowing (1-2 s). Not longer: 30 s hid a grid survey's nearest points (5 s apart).
+SURVEY_BLOCK_S = 3.0
 OFFSET_SCAN_NOISE_DB = 4.0  # a single scan's offset estimate is this noisy (on top of its solver variance)
 
 

@@ -338,9 +338,11 @@ def load_survey(path: Path, known: set[str], anchors: Any, has_venue: bool) -> A
     floor = tbl.text("floor")[keep] if tbl.has("floor") else None
     if floor is None and has_venue and len(set(anchors.floor_ids)) > 1:
         raise LocateError(f"{path}: line 1: missing column 'floor' (required when the venue has several floors)")
-    scan = data.scan if data.scan is not None else data.t.astype(str).astype(object)
+    # Points by (device, scan), or by (device, t) where the scan cell is empty or there is no scan column.
+    at_t = np.char.add("t=", data.t.astype(str)).astype(object)
+    scan = at_t if data.scan is None else np.where(data.scan == "", at_t, data.scan)
     return Survey(t=data.t, device=data.device, anchor=data.anchor, rssi=data.rssi, tx=data.tx, scan=scan,
-                  x=x, y=y, floor=floor, scan_given=data.scan is not None)
+                  x=x, y=y, floor=floor, scan_given=data.scan is not None and bool((data.scan != "").all()))
 
 
 def write_positions(path: Path, rows: list[tuple[float, str, float, float, str, float, str, str]],

@@ -120,10 +120,17 @@ def locate(folder: Path, readings: str, survey: bool) -> tuple[list[dict[str, st
         return list(csv.DictReader(f)), err.getvalue()
 
 
+def scan_errors(scans: Scans, device: list[str], scan: list[str], x: FloatArray, y: FloatArray) -> FloatArray:
+    """Distance of each estimate (per device and scan) from where that scan was taken."""
+    truth = {(d, s): (tx, ty) for d, s, tx, ty in zip(scans.device, scans.scan, scans.x, scans.y, strict=True)}
+    where = np.array([truth[(d, s)] for d, s in zip(device, scan, strict=True)], dtype=np.float64).reshape(-1, 2)
+    err: FloatArray = np.hypot(x - where[:, 0], y - where[:, 1])
+    return err
+
+
 def static_errors(rows: list[dict[str, str]], scans: Scans) -> FloatArray:
-    truth = {(d, s): (x, y) for d, s, x, y in zip(scans.device, scans.scan, scans.x, scans.y, strict=True)}
-    return np.array([np.hypot(float(r["x"]) - truth[(r["device"], r["scan"])][0],
-                              float(r["y"]) - truth[(r["device"], r["scan"])][1]) for r in rows])
+    return scan_errors(scans, [r["device"] for r in rows], [r["scan"] for r in rows],
+                       np.array([float(r["x"]) for r in rows]), np.array([float(r["y"]) for r in rows]))
 
 
 def _stats(e: FloatArray) -> dict[str, float]:
@@ -146,11 +153,8 @@ def run_channel(cfg: HallConfig, seed: int, queries: int) -> dict[str, Any]:
                 if with_survey and weight:
                     res["fingerprint_weight"] = float(weight.group(1))
             keys, kx, ky = knn_baseline(sc.survey, scans, sc.hall.anchor_ids)
-            truth = {f"{d}\x1f{s}": (x, y) for d, s, x, y in zip(scans.device, scans.scan, scans.x, scans.y,
-                                                                   strict=True)}
-            tx = np.array([truth[k][0] for k in keys])
-            ty = np.array([truth[k][1] for k in keys])
-            res["knn_textbook"] = _stats(np.hypot(kx - tx, ky - ty))
+            parts = [str(k).split("\x1f", 1) for k in keys]
+            res["knn_textbook"] = _stats(scan_errors(scans, [d for d, _ in parts], [q for _, q in parts], kx, ky))
             out[name] = res
         walk: dict[str, Any] = {}
         for with_survey in (False, True):

@@ -95,6 +95,15 @@ class Receivers:
                                                                               + self.phase).sum(axis=1)
         return field
 
+    def links(self, cfg: HallConfig, x: float, y: float, heading: float) -> tuple[FloatArray, FloatArray]:
+        """Per receiver, the 3-D distance from a device at (x, y) and how far it is behind the device's
+        back (0 in front or beside, 1 straight behind) for a carrier facing ``heading``."""
+        hx, hy = self.x - x, self.y - y
+        horiz = np.maximum(np.hypot(hx, hy), 1e-6)
+        d3 = np.sqrt(hx * hx + hy * hy + (cfg.receiver_z_m - DEVICE_HEIGHT_M) ** 2)
+        behind = np.clip(-(hx * math.cos(heading) + hy * math.sin(heading)) / horiz, 0.0, 1.0)
+        return d3, behind
+
 
 @dataclass(frozen=True, slots=True)
 class _Channel:
@@ -181,10 +190,7 @@ def generate(cfg: HallConfig, seed: int) -> HallData:
             if t < next_advert:
                 continue
             next_advert += 1.0 / cfg.adverts_hz
-            hx, hy = ax - x, ay - y
-            horiz = np.maximum(np.hypot(hx, hy), 1e-6)
-            d3 = np.sqrt(hx * hx + hy * hy + (cfg.receiver_z_m - DEVICE_HEIGHT_M) ** 2)
-            behind = np.clip(-(hx * math.cos(heading) + hy * math.sin(heading)) / horiz, 0.0, 1.0)
+            d3, behind = rx.links(cfg, x, y, heading)
             fade = ch.fading_db(rng, g)
             space = rx.space(cfg, x, y)
             level = p0 + offset - n10 * np.log10(d3) + space + shadow_t + fade - body * behind
@@ -269,10 +275,7 @@ def standing_scans(cfg: HallConfig, seed: int, stream: int, x: FloatArray, y: Fl
     for k in range(x.shape[0]):
         heading = rng.uniform(0.0, 2.0 * np.pi)
         body = rng.uniform(0.5, 1.0) * cfg.body_db
-        hx, hy = rx.x - x[k], rx.y - y[k]
-        horiz = np.maximum(np.hypot(hx, hy), 1e-6)
-        d3 = np.sqrt(hx * hx + hy * hy + (cfg.receiver_z_m - DEVICE_HEIGHT_M) ** 2)
-        behind = np.clip(-(hx * math.cos(heading) + hy * math.sin(heading)) / horiz, 0.0, 1.0)
+        d3, behind = rx.links(cfg, float(x[k]), float(y[k]), heading)
         mean = rx.p0 + offset[k] - rx.n10 * np.log10(d3) + rx.space(cfg, float(x[k]), float(y[k])) - body * behind
         shadow_t = rng.normal(0.0, ch.time_sd, g)
         steps = round(scan_s / STEP_S)

@@ -196,12 +196,20 @@ def _near_strongest(radio_map: RadioMap, anchor_xy: tuple[FloatArray, FloatArray
     return out
 
 
-def knn_sd(spread_m: FloatArray, loo_median_m: float, floor_m: float = 0.0) -> FloatArray:
-    """How far a fingerprint position is trusted (m): its neighbours' spread, but at least LOO_ERROR_SHARE
-    of the survey's held-back median error (and ``floor_m``)."""
-    loo = loo_median_m if np.isfinite(loo_median_m) else 0.0
-    out: FloatArray = np.maximum(np.nan_to_num(spread_m), max(floor_m, LOO_ERROR_SHARE * loo))
+def held_back_sd_m(loo_median_m: float) -> float:
+    """The least a fingerprint position's sd is taken as, from the survey's held-back median error."""
+    return LOO_ERROR_SHARE * loo_median_m if np.isfinite(loo_median_m) else 0.0
+
+
+def knn_sd(spread_m: FloatArray, least_m: float) -> FloatArray:
+    """How far a fingerprint position is trusted (m): its neighbours' spread, but at least ``least_m``."""
+    out: FloatArray = np.maximum(np.nan_to_num(spread_m), least_m)
     return out
+
+
+def missing_level(sensitivity_dbm: float) -> float:
+    """The level "not heard" is compared as, for a survey whose receivers stop at ``sensitivity_dbm``."""
+    return min(MISSING_DBM, sensitivity_dbm - MISSING_BELOW_SENSITIVITY_DB)
 
 
 def choose_fusion_weight(truth_x: FloatArray, truth_y: FloatArray, model_x: FloatArray, model_y: FloatArray,

@@ -44,7 +44,7 @@ from positioning.const import (
 )
 from positioning.exponent import ExponentChoice, profile_costs
 from positioning.filtering import Aggregates, aggregate
-from positioning.fingerprint import knn_locate, knn_sd
+from positioning.fingerprint import held_back_sd_m, knn_locate, knn_sd
 from positioning.maps import NO_ZONE, SiteMap, open_site_map, site_map_from_venue
 from positioning.multilateration import FixProblem, posterior_mean, solve_warm
 from positioning.problems import build_problem, smallest_per_group
@@ -433,9 +433,9 @@ class LiveLocator:
         ok = knn.ok & (knn.floor == floor)
         both = ok & np.isfinite(fix_x)
         self.fp_spread.add((knn.x[both] - fix_x[both]) ** 2 + (knn.y[both] - fix_y[both]) ** 2)
-        base = self.fp_spread.sd_m()
-        sd = knn_sd(knn.spread_m, fp.loo_knn_median_m, FINGERPRINT_MIN_SD_M) if base is None \
-            else np.maximum(np.nan_to_num(knn.spread_m), max(base, FINGERPRINT_MIN_SD_M))
+        learned = self.fp_spread.sd_m()
+        least = held_back_sd_m(fp.loo_knn_median_m) if learned is None else learned
+        sd = knn_sd(knn.spread_m, max(least, FINGERPRINT_MIN_SD_M))
         return replace(obs, pseudo_x=np.where(ok, knn.x, np.nan), pseudo_y=np.where(ok, knn.y, np.nan),
                        pseudo_sd=np.where(ok, sd, np.nan))
 

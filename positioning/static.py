@@ -28,13 +28,13 @@ from positioning.const import (
 from positioning.exponent import FREE_OFFSET_DB, MAX_WINDOWS, MIN_HEARD, ExponentChoice, profile_costs
 from positioning.filtering import Aggregates, aggregate
 from positioning.fingerprint import (
-    MISSING_BELOW_SENSITIVITY_DB,
-    MISSING_DBM,
     RadioMap,
     choose_fusion_weight,
     fuse,
+    held_back_sd_m,
     knn_locate,
     knn_sd,
+    missing_level,
 )
 from positioning.maps import NO_ZONE, SiteMap
 from positioning.multilateration import FixSolution, posterior_mean, solve, subset
@@ -195,7 +195,7 @@ def build_fingerprints(anchors: AnchorTable, site: SiteMap, pts: SurveyPoints,
     """The radio map of a survey, and the fingerprint weight that does best on held-back survey points
     (each point positioned by the model from its own readings, and by kNN on all other points)."""
     rm = RadioMap(pts.x, pts.y, pts.floor, pts.radio_map(len(anchors)), pts.device, pts.t,
-                  min(MISSING_DBM, pts.sensitivity - MISSING_BELOW_SENSITIVITY_DB))
+                  missing_level(pts.sensitivity))
     n = len(rm)
     model = locate_static(anchors, site, pts.point, pts.device[pts.point], np.zeros(n), pts.anchor, pts.mean,
                           anchors.rssi_1m[pts.anchor], n, device_height=device_height)
@@ -222,6 +222,6 @@ def apply_fingerprints(fp: Fingerprints, fixes: StaticFixes, fix: IntArray, anch
     x, y = fuse(fixes.x, fixes.y, knn, fp.weight)
     # The fused fix's uncertainty: the two estimates', weighted like the positions.
     w = np.where(knn.ok, fp.weight, 0.0)
-    sd = knn_sd(knn.spread_m, fp.loo_knn_median_m)
+    sd = knn_sd(knn.spread_m, held_back_sd_m(fp.loo_knn_median_m))
     acc = np.clip(np.sqrt(((1.0 - w) * fixes.accuracy_m) ** 2 + (w * sd) ** 2), ACCURACY_MIN_M, ACCURACY_MAX_M)
     return replace(fixes, x=x, y=y, accuracy_m=acc)

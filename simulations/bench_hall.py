@@ -32,9 +32,9 @@ CHANNELS: Final = {
 QUICK: Final = ("n3.0",)
 
 
-def locate_hall(data: HallData) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any],
-                                         np.ndarray[Any, Any], float]:
-    """The live locator over the hall's readings: fix times, devices, positions and the exponent it used."""
+def hall_fixes(data: HallData) -> tuple[list[Any], float]:
+    """The live locator over the hall's readings (second by second, as ``instore locate`` feeds it): its
+    fixes, and the exponent it used."""
     from positioning.live import LiveLocator, LocatorConfig, Readings
     from positioning.radio import anchor_table
 
@@ -45,9 +45,15 @@ def locate_hall(data: HallData) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, A
     loc = LiveLocator(anchors, config=LocatorConfig(learn_exponent=data.nominal_n is None))
     fixes = [f for res in loc.replay(Readings.from_columns(data.t, data.device, data.anchor, data.rssi))
              for f in res.fixes]
+    return fixes, float(np.median(loc.anchors.path_loss_n))
+
+
+def locate_hall(data: HallData) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any],
+                                         np.ndarray[Any, Any], float]:
+    """Fix times, devices, positions and the exponent used, from ``hall_fixes``."""
+    fixes, n_used = hall_fixes(data)
     return (np.array([f.t for f in fixes]), np.array([f.device for f in fixes], dtype=object),
-            np.array([f.x for f in fixes]), np.array([f.y for f in fixes]),
-            float(np.median(loc.anchors.path_loss_n)))
+            np.array([f.x for f in fixes]), np.array([f.y for f in fixes]), n_used)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -418,18 +418,13 @@ def test_accuracy_is_honest_on_an_independent_channel() -> None:
     On the hall channel (walkers and standers, shadowing that repeats from second to second) the particle
     cloud's spread alone held 19-24 % of them; with the repeating part of the window's uncertainty added,
     and the error and the claimed accuracy go up together."""
-    from positioning.live import LocatorConfig
-    from positioning.radio import anchor_table
+    from simulations.bench_hall import hall_fixes
     from simulations.hall import HallConfig, errors_at, generate
 
     within, errs, accs = [], [], []
     for seed in (1, 2, 3):
         data = generate(HallConfig(devices=6, duration_s=120.0), seed)
-        k = len(data.anchor_ids)
-        anchors = anchor_table(list(data.anchor_ids), data.anchor_x, data.anchor_y, z=[data.anchor_z] * k)
-        loc = LiveLocator(anchors, config=LocatorConfig(learn_exponent=True))
-        fixes = [f for res in loc.replay(Readings.from_columns(data.t, data.device, data.anchor, data.rssi))
-                 for f in res.fixes]
+        fixes, _ = hall_fixes(data)  # anchors known by position only: the exponent is learned
         e = errors_at(data, np.array([f.t for f in fixes]), np.array([f.device for f in fixes], dtype=object),
                       np.array([f.x for f in fixes]), np.array([f.y for f in fixes]))
         a = np.array([f.accuracy_m for f in fixes])

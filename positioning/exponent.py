@@ -24,6 +24,10 @@ MIN_HEARD: Final = 4  # position, offset and a shape need this many readings
 FREE_OFFSET_DB: Final = 20.0  # the windows are solved with the offset free (it scales with the exponent)
 SWITCH_COST: Final = 25.0  # summed cost by which a scale must beat the current one to take over
 MAX_WINDOWS: Final = 3_000  # after this many windows the choice is final
+# The windows are solved in a box this much wider than the fixes': the open map keeps fixes within 1 m
+# of the anchors' footprint, and a device truly beyond it would otherwise favour a steep exponent (its
+# weak readings explained inside the box): n = 3.0 was learned as 3.6.
+BOX_PAD_M: Final = 5.0
 
 
 def profile_costs(prob: FixProblem, current: float, limit: int) -> FloatArray:
@@ -33,7 +37,8 @@ def profile_costs(prob: FixProblem, current: float, limit: int) -> FloatArray:
     pick = np.flatnonzero((prob.w > 0).sum(axis=1) >= MIN_HEARD)[:limit]
     if pick.shape[0] == 0:
         return np.zeros((len(SCALES), 0))
-    sub = replace(subset(prob, pick), off_sd=np.full(pick.shape[0], FREE_OFFSET_DB))
+    sub = subset(prob, pick)
+    sub = replace(sub, off_sd=np.full(pick.shape[0], FREE_OFFSET_DB), lo=sub.lo - BOX_PAD_M, hi=sub.hi + BOX_PAD_M)
     return np.stack([solve(replace(sub, n=sub.n * (s / current), cn=sub.cn * (s / current))).cost for s in SCALES])
 
 

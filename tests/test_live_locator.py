@@ -416,8 +416,9 @@ def test_the_path_loss_exponent_is_learned_when_nobody_gave_it(n_true: float) ->
 def test_accuracy_is_honest_on_an_independent_channel() -> None:
     """accuracy_m is the RMS radius of the estimate's uncertainty: about 63 % of the errors fall within it.
     On the hall channel (walkers and standers, shadowing that repeats from second to second) the particle
-    cloud's spread alone held 19-24 % of them; with the repeating part of the window's uncertainty added,
-    and the error and the claimed accuracy go up together."""
+    cloud's spread alone held 19-24 % of them; with the repeating part of the window's uncertainty added
+    (bounded by its strongest anchor's cell and reach), and the error and the claimed accuracy go up
+    together (correlation 0.12 with a flat share and no bounds, 0.20 now)."""
     from simulations.bench_hall import hall_fixes
     from simulations.hall import HallConfig, errors_at, generate
 
@@ -433,4 +434,27 @@ def test_accuracy_is_honest_on_an_independent_channel() -> None:
         accs.append(a)
     share = float(np.mean(np.concatenate(within)))
     assert 0.45 <= share <= 0.85, share
-    assert np.corrcoef(np.concatenate(errs), np.concatenate(accs))[0, 1] > 0.1
+    assert np.corrcoef(np.concatenate(errs), np.concatenate(accs))[0, 1] > 0.15
+
+
+@pytest.mark.parametrize(("width", "depth", "spacing", "n", "seed"), [
+    (10.0, 10.0, 5.0, 2.2, 2),  # a room with 4 receivers (1.97x with the wide box)
+    (60.0, 6.0, 10.0, 3.0, 1),  # a corridor with a row of 6 (1.43x)
+])
+def test_small_layouts_without_a_floor_plan_track_like_the_centroid(width: float, depth: float, spacing: float,
+                                                                     n: float, seed: int) -> None:
+    """Without a venue the open map is the anchors' footprint plus 1 m: a box 3 m wider (narrow layouts
+    12 m) dragged tracks outwards in small layouts, where the strongest receivers' weighted centroid
+    (what presence tools report) sits near everything. Devices roam up to half a spacing beyond the
+    receivers, the exponent is learned."""
+    from simulations.bench_hall import hall_fixes
+    from simulations.hall import HallConfig, centroid_baseline, errors_at, generate
+
+    data = generate(HallConfig(width_m=width, depth_m=depth, spacing_m=spacing, n=n, devices=6, duration_s=200.0),
+                    seed)
+    fixes, _ = hall_fixes(data)
+    e = errors_at(data, np.array([f.t for f in fixes]), np.array([f.device for f in fixes], dtype=object),
+                  np.array([f.x for f in fixes]), np.array([f.y for f in fixes]))
+    bt, bd, bx, by = centroid_baseline(data)
+    ratio = float(np.median(e) / np.median(errors_at(data, bt, bd, bx, by)))
+    assert ratio <= 1.3, ratio

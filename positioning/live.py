@@ -47,7 +47,7 @@ from positioning.filtering import Aggregates, aggregate
 from positioning.fingerprint import held_back_sd_m, knn_locate, knn_sd
 from positioning.maps import NO_ZONE, SiteMap, anchor_spacing, open_site_map, site_map_from_venue
 from positioning.multilateration import FixProblem, posterior_mean, solve_warm
-from positioning.problems import build_problem, smallest_per_group
+from positioning.problems import build_problem, smallest_per_group, uncertainty_bound
 from positioning.radio import AnchorTable, anchor_table_from_venue, body_share, distance, expected_rssi
 from positioning.tracking import OTHER_FLOOR_M, PARTICLES, Observation, ParticleTracker, TrackEstimate
 from positioning.venue import Venue
@@ -78,16 +78,13 @@ LINK_PRIOR_N: Final = 0.5  # and its exponent
 # The particle cloud's spread assumes windows err independently; shadowing repeats from second to second
 # (a standing phone keeps its bias), so a share of the window's own uncertainty (its fix, fused with
 # the fingerprint's when there is one) is added: all of it for a standing device, whose track settles on
-# its spot's bias, with the window fixes' own claims 1.25x too small (static fixes hold 44-48 % of their
-# errors within them, not 63 %); less for a walker, whose windows' shadowing changes every few metres.
-# The window's uncertainty is at most the RMS radius of its strongest anchor's cell (spacing / sqrt(6)),
-# and at most how far from that anchor its reading lets the device be (a fix under a ceiling anchor
-# sees a flat range and claims metres it has not got). Hall channel, errors within accuracy_m: 19-24 %
-# with the cloud alone; error/accuracy correlation 0.12 with a flat 0.8 share and no bounds, 0.19 now.
+# its spot's bias, and 1.25x since a fix's claim holds too few of its errors (static scans: ~56 %, not
+# the 63 % of a 2-D Gaussian's RMS radius); less for a walker, whose windows' shadowing changes every
+# few metres. The window's uncertainty is bounded by problems.uncertainty_bound (its strongest anchor's
+# reach and cell). Hall channel: errors within accuracy_m 19-24 % with the cloud alone, 52 % now;
+# error/accuracy correlation 0.12 with a flat 0.8 share and no bounds, 0.20 now.
 TRACK_BIAS_SHARE_STILL: Final = 1.25
 TRACK_BIAS_SHARE_WALKING: Final = 0.9
-WINDOW_CELL_SHARE: Final = 1.0 / np.sqrt(6.0)
-EDGE_NEAR_M: Final = 2.0  # an estimate this close to an open map's edge may be a device beyond it
 FINGERPRINT_MIN_SD_M: Final = 1.0  # a kNN position is never trusted more than this, even from a tight survey
 FINGERPRINT_SPREAD_MIN_SAMPLES: Final = 200  # windows compared before the learned spread replaces the survey's
 FINGERPRINT_SPREAD_ALPHA: Final = 0.02  # weight of each step's median in the running one, once warm
@@ -233,8 +230,7 @@ class LiveLocator:
         self.anchors = table
         self.venue = venue
         self.site = site or (site_map_from_venue(venue, table) if venue is not None else open_site_map(table))
-        spacing = anchor_spacing(table)
-        self._spacing = np.inf if spacing is None else spacing
+        self._spacing = anchor_spacing(table)
         self.index = dict(table.index)
         n_a = len(table)
         if tx_use is None:
@@ -366,8 +362,7 @@ class LiveLocator:
         est = self.tracker.step(devices, t_fix, obs, np.where(fix_ok, fx, init_x), np.where(fix_ok, fy, init_y),
                                 floor_guess, init_acc)
         self._update_offsets(devices, t_fix, est, heard_idx, heard_mean, heard_var, offsets, sens)
-        window_acc = np.minimum(init_acc, self._strongest_reach(heard_idx, heard_mean, offsets))
-        window_acc = np.minimum(window_acc, WINDOW_CELL_SHARE * self._spacing)
+        window_acc = np.minimum(init_acc, uncertainty_bound(prob, offsets, self._spacing))
         est = replace(est, accuracy_m=_track_accuracy(est.accuracy_m, window_acc, obs.pseudo_sd, est.walking))
         fixes, events = self._zones_and_fixes(devices, t_fix, est)
         events.extend(self._expire(now))
@@ -545,17 +540,6 @@ class LiveLocator:
             st.offset = float(np.median(r.tx_power[dev_tx]) - REFERENCE_TX_DBM)
             st.offset_var = TX_POWER_PRIOR_DB**2
         st.prior_set = True
-
-    def _strongest_reach(self, heard_idx: IntArray, heard_mean: FloatArray, offsets: FloatArray) -> FloatArray:
-        """How far (horizontally) from its strongest anchor a device can be, one shadowing sd out: a bound on
-        its window's uncertainty. Under a ceiling anchor the fix's covariance sees a flat range (the height
-        dominates) and claims metres it has not got; the device is within this reach of the anchor."""
-        a = self.anchors
-        i0 = heard_idx[:, 0]
-        far = _range(a.rssi_1m[i0] + offsets, a.path_loss_n[i0], heard_mean[:, 0] - SHADOWING_DB)
-        dz = self.tracker.az_abs[i0] - (a.floor_elevation[a.floor[i0]] + self.cfg.device_height)
-        out: FloatArray = np.sqrt(np.maximum(far**2 - dz**2, ACCURACY_MIN_M**2))
-        return out
 
     def _fallback(self, heard_idx: IntArray, heard_mean: FloatArray,
                   offsets: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:

@@ -7,7 +7,14 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from positioning.const import CENSOR_MARGIN_DB, FLOOR_LOSS_DB, MAX_ANCHORS_PER_FIX, MAX_CENSOR_ANCHORS
+from positioning.const import (
+    ACCURACY_MIN_M,
+    CENSOR_MARGIN_DB,
+    FLOOR_LOSS_DB,
+    MAX_ANCHORS_PER_FIX,
+    MAX_CENSOR_ANCHORS,
+    SHADOWING_DB,
+)
 from positioning.maps import SiteMap
 from positioning.multilateration import FixProblem
 from positioning.radio import AnchorTable
@@ -17,6 +24,7 @@ IntArray = npt.NDArray[np.int64]
 
 HULL_ANCHORS: Final = 4  # the strongest few anchors bound where a fix may be
 HULL_MARGIN_M: Final = 10.0  # how far outside their box
+CELL_RMS_SHARE: Final = 1.0 / np.sqrt(6.0)  # RMS radius of a square cell, per unit of its side
 FEW_ADVERTS: Final = 3  # with fewer adverts in a window, silence may be packet loss: censor more cautiously
 
 
@@ -92,3 +100,18 @@ def build_problem(anchors: AnchorTable, site: SiteMap, group: IntArray, anchor: 
         off0=off0, off_sd=off_sd, lo=bounds[:, :2], hi=bounds[:, 2:],
     )
     return prob, heard, r, v, max_count, heard_any
+
+
+def uncertainty_bound(prob: FixProblem, offset: FloatArray, spacing: float | None) -> FloatArray:
+    """The most a fix's uncertainty (m, RMS radius) can honestly be, from its strongest anchor: how far
+    from the anchor horizontally its reading lets the device be, one shadowing sd out, and (``spacing``
+    given: anchors that far apart) the RMS radius of that anchor's cell. Under a ceiling anchor the fit's
+    covariance sees a flat range (the height dominates) and claims metres it has not got. Inf where
+    nothing was heard."""
+    far = np.clip(10.0 ** ((prob.p0[:, 0] + offset - (prob.r[:, 0] - SHADOWING_DB)) / (10.0 * prob.n[:, 0])),
+                  0.5, 60.0)
+    reach = np.sqrt(np.maximum(far**2 - prob.dz[:, 0] ** 2, ACCURACY_MIN_M**2))
+    if spacing is not None:
+        reach = np.minimum(reach, CELL_RMS_SHARE * spacing)
+    out: FloatArray = np.where(prob.w[:, 0] > 0, reach, np.inf)
+    return out

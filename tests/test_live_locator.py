@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -458,3 +459,34 @@ def test_small_layouts_without_a_floor_plan_track_like_the_centroid(width: float
     bt, bd, bx, by = centroid_baseline(data)
     ratio = float(np.median(e) / np.median(errors_at(data, bt, bd, bx, by)))
     assert ratio <= 1.3, ratio
+
+
+def test_static_fix_accuracy_is_honest_on_an_independent_channel(tmp_path: Path) -> None:
+    """Static 2-s scans by five phones (±6 dB) in the hall, no survey: accuracy_m holds about the share of
+    errors an RMS radius should and grows with them. The fit's covariance alone claimed metres it had not
+    got under ceiling anchors (a flat range) and ranked errors no better than chance; bounded by the
+    strongest anchor's reach it ranks them (correlation 0.15 before, 0.4 now)."""
+    from simulations.bench_survey import Scenario, locate, static_errors, write_files
+    from simulations.hall import HallConfig, generate, standing_scans
+
+    within, errs, accs = [], [], []
+    for seed in (1, 2):
+        cfg = HallConfig(n=3.0, devices=1, duration_s=5.0)
+        rng = np.random.default_rng([seed, 9])
+        qx, qy = rng.uniform(0.5, cfg.width_m - 0.5, 120), rng.uniform(0.5, cfg.depth_m - 0.5, 120)
+        offsets = np.clip(rng.normal(0.0, 6.0, 5), -12.0, 12.0)
+        who = np.arange(120) % 5
+        scans = standing_scans(cfg, seed, 3, qx, qy, np.array([f"p{k}" for k in who], dtype=object), offsets[who],
+                               10.0 * np.arange(120, dtype=np.float64), 2.0)
+        folder = tmp_path / str(seed)
+        folder.mkdir()
+        write_files(Scenario(generate(cfg, seed), scans, scans, scans), folder)  # survey unused
+        rows, _ = locate(folder, "other.csv", False)
+        e = static_errors(rows, scans)
+        a = np.array([float(r["accuracy_m"]) for r in rows])
+        within.append(e <= a)
+        errs.append(e)
+        accs.append(a)
+    share = float(np.mean(np.concatenate(within)))
+    assert 0.4 <= share <= 0.8, share
+    assert np.corrcoef(np.concatenate(errs), np.concatenate(accs))[0, 1] > 0.25

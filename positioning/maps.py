@@ -30,6 +30,7 @@ RASTER_RES_M = 0.25  # fine enough for 0.3 m walls; a 120 x 80 m floor is 154k c
 # median error over rooms, corridors and halls of the independent hall generator; this one 0.95x.
 OPEN_MARGIN_M = 1.0  # devices may be this far outside the anchors' bounding box
 OPEN_NARROW_SHARE = 0.5  # a row of anchors (a corridor) is widened to this share of their spacing
+OPEN_MIN_EXTENT_M = 4.0  # ... and to at least this (anchors mounted side by side still leave a room)
 OPEN_SINGLE_EXTENT_M = 12.0  # a lone anchor on its floor: the space around it
 MAX_RASTER_CELLS = 4_000_000  # coarsen the raster for very large open areas
 NO_ZONE = -1
@@ -192,11 +193,11 @@ def open_site_map(anchors: AnchorTable, extra_x: FloatArray | None = None,
                   extra_y: FloatArray | None = None) -> SiteMap:
     """Without a venue: every floor is an open rectangle around all anchors and any known device
     positions (survey points), plus OPEN_MARGIN_M; a narrow layout (anchors along one corridor) is
-    widened to OPEN_NARROW_SHARE of the anchors' spacing."""
+    widened to OPEN_NARROW_SHARE of the anchors' spacing, at least OPEN_MIN_EXTENT_M."""
     xs = anchors.x if extra_x is None else np.concatenate([anchors.x, extra_x])
     ys = anchors.y if extra_y is None else np.concatenate([anchors.y, extra_y])
     spacing = anchor_spacing(anchors)
-    extent = OPEN_SINGLE_EXTENT_M if spacing is None else OPEN_NARROW_SHARE * spacing
+    extent = OPEN_SINGLE_EXTENT_M if spacing is None else max(OPEN_NARROW_SHARE * spacing, OPEN_MIN_EXTENT_M)
     x0, x1 = _widened(float(xs.min()), float(xs.max()), extent)
     y0, y1 = _widened(float(ys.min()), float(ys.max()), extent)
     margin = OPEN_MARGIN_M

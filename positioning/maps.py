@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from positioning.radio import AnchorTable
 from positioning.venue import Venue, walkable_shape, zone_shape
@@ -174,14 +175,17 @@ def site_map_from_venue(venue: Venue, anchors: AnchorTable) -> SiteMap:
 
 
 def anchor_spacing(anchors: AnchorTable) -> float | None:
-    """Median distance from an anchor to its nearest neighbour on the same floor (None when no floor
-    has two anchors)."""
-    d = np.hypot(anchors.x[:, None] - anchors.x[None, :], anchors.y[:, None] - anchors.y[None, :])
-    d = np.where(anchors.floor[:, None] == anchors.floor[None, :], d, np.inf)
-    np.fill_diagonal(d, np.inf)
-    nearest = d.min(axis=1) if d.size else np.zeros(0)
-    nearest = nearest[np.isfinite(nearest)]
-    return float(np.median(nearest)) if nearest.size else None
+    """Median distance from an anchor to its nearest neighbour on the same floor, anchors at the same
+    spot (a gateway and a beacon on one mount) counted once (None when no floor has two spots)."""
+    nearest: list[FloatArray] = []
+    for f in np.unique(anchors.floor):
+        on = anchors.floor == f
+        xy = np.unique(np.round(np.stack([anchors.x[on], anchors.y[on]], axis=1), 1), axis=0)
+        if xy.shape[0] < 2:
+            continue
+        d, _ = cKDTree(xy).query(xy, k=2)
+        nearest.append(d[:, 1])
+    return float(np.median(np.concatenate(nearest))) if nearest else None
 
 
 def _widened(lo: float, hi: float, extent: float) -> tuple[float, float]:

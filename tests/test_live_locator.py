@@ -419,7 +419,7 @@ def test_accuracy_is_honest_on_an_independent_channel() -> None:
     On the hall channel (walkers and standers, shadowing that repeats from second to second) the particle
     cloud's spread alone held 19-24 % of them; with the repeating part of the window's uncertainty added
     (bounded by its strongest anchor's cell and reach), and the error and the claimed accuracy go up
-    together (correlation 0.12 with a flat share and no bounds, 0.20 now)."""
+    together (correlation 0.12 with a flat share and no bounds, 0.19 now)."""
     from simulations.bench_hall import hall_fixes
     from simulations.hall import HallConfig, errors_at, generate
 

@@ -78,14 +78,14 @@ LINK_PRIOR_N: Final = 0.5  # and its exponent
 # The particle cloud's spread assumes windows err independently; shadowing repeats from second to second
 # (a standing phone keeps its bias), so a share of the window's own uncertainty (its fix, fused with
 # the fingerprint's when there is one) is added: all of it for a standing device, whose track settles on
-# its spot's bias, and 1.3x since a fix's claim holds too few of its errors (static scans: ~56 %, not
-# the 63 % of a 2-D Gaussian's RMS radius); less for a walker, whose windows' shadowing changes every
-# few metres. The window's uncertainty is bounded by problems.uncertainty_bound (its strongest anchor's
-# reach and cell). Errors within accuracy_m: hall channel 19-24 % with the cloud alone, 55 % now (the
-# simulated mall 64 %); error/accuracy correlation on the hall 0.12 with a flat 0.8 share and no
-# bounds, 0.19 now.
-TRACK_BIAS_SHARE_STILL: Final = 1.3
-TRACK_BIAS_SHARE_WALKING: Final = 1.0
+# its spot's bias, and 1.2x since a fix's claim holds too few of its errors (static scans: ~60 %, not
+# the 63 % of a 2-D Gaussian's RMS radius, less on some layouts); less for a walker, whose windows'
+# shadowing changes every few metres. The window's uncertainty is bounded by problems.uncertainty_bound
+# (its strongest anchor's reach and cell). Errors within accuracy_m: hall channel 19-24 % with the cloud
+# alone, 55 % now, the simulated mall 69 % (the two want different shares); error/accuracy correlation
+# on the hall 0.12 with a flat 0.8 share and no bounds, 0.23 now.
+TRACK_BIAS_SHARE_STILL: Final = 1.2
+TRACK_BIAS_SHARE_WALKING: Final = 0.95
 FINGERPRINT_MIN_SD_M: Final = 1.0  # a kNN position is never trusted more than this, even from a tight survey
 FINGERPRINT_SPREAD_MIN_SAMPLES: Final = 200  # windows compared before the learned spread replaces the survey's
 FINGERPRINT_SPREAD_ALPHA: Final = 0.02  # weight of each step's median in the running one, once warm
@@ -363,7 +363,7 @@ class LiveLocator:
         est = self.tracker.step(devices, t_fix, obs, np.where(fix_ok, fx, init_x), np.where(fix_ok, fy, init_y),
                                 floor_guess, init_acc)
         self._update_offsets(devices, t_fix, est, heard_idx, heard_mean, heard_var, offsets, sens)
-        window_acc = np.minimum(init_acc, uncertainty_bound(prob, offsets, self._spacing))
+        window_acc = np.minimum(init_acc, uncertainty_bound(prob, offsets, self._spacing, est.x, est.y))
         est = replace(est, accuracy_m=_track_accuracy(est.accuracy_m, window_acc, obs.pseudo_sd, est.walking))
         fixes, events = self._zones_and_fixes(devices, t_fix, est)
         events.extend(self._expire(now))

@@ -102,15 +102,17 @@ def build_problem(anchors: AnchorTable, site: SiteMap, group: IntArray, anchor: 
     return prob, heard, r, v, max_count, heard_any
 
 
-def uncertainty_bound(prob: FixProblem, offset: FloatArray, spacing: float | None) -> FloatArray:
-    """The most a fix's uncertainty (m, RMS radius) can honestly be, from its strongest anchor: how far
-    from the anchor horizontally its reading lets the device be, one shadowing sd out, and (``spacing``
-    given: anchors that far apart) the RMS radius of that anchor's cell. Under a ceiling anchor the fit's
-    covariance sees a flat range (the height dominates) and claims metres it has not got. Inf where
-    nothing was heard."""
+def uncertainty_bound(prob: FixProblem, offset: FloatArray, spacing: float | None, x: FloatArray,
+                      y: FloatArray) -> FloatArray:
+    """The most the uncertainty (m, RMS radius) of an estimate at (x, y) can honestly be, from the fix's
+    strongest anchor: how far from the anchor horizontally its reading lets the device be, one shadowing
+    sd out, combined with how far the estimate is from that anchor, and (``spacing`` given: anchors that
+    far apart) the RMS radius of that anchor's cell. Under a ceiling anchor the fit's covariance sees a
+    flat range (the height dominates) and claims metres it has not got. Inf where nothing was heard."""
     far = np.clip(10.0 ** ((prob.p0[:, 0] + offset - (prob.r[:, 0] - SHADOWING_DB)) / (10.0 * prob.n[:, 0])),
                   0.5, 60.0)
     reach = np.sqrt(np.maximum(far**2 - prob.dz[:, 0] ** 2, ACCURACY_MIN_M**2))
+    reach = np.hypot(reach, np.hypot(x - prob.ax[:, 0], y - prob.ay[:, 0]))
     if spacing is not None:
         reach = np.minimum(reach, CELL_RMS_SHARE * spacing)
     out: FloatArray = np.where(prob.w[:, 0] > 0, reach, np.inf)

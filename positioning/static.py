@@ -120,8 +120,8 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
         n_heard = (heard >= 0).sum(axis=1)
         x, y, acc = _fallback_where_few(anchors, sol, heard, n_heard)
         # Bounded by the strongest anchor's reach only: a single fix is in another anchor's cell often
-        # enough (shadowing) that the cell's radius would claim too little (34 % of errors within it).
-        acc = np.minimum(acc, uncertainty_bound(prob, sol.offset, None))
+        # enough (shadowing) that the cell's radius would claim too little (a third of errors within it).
+        acc = np.minimum(acc, uncertainty_bound(prob, sol.offset, None, x, y))
         floor = anchors.floor[heard[:, 0]]
         for f, raster in enumerate(site.floors):
             m = floor == f

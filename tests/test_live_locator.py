@@ -419,7 +419,7 @@ def test_accuracy_is_honest_on_an_independent_channel() -> None:
     On the hall channel (walkers and standers, shadowing that repeats from second to second) the particle
     cloud's spread alone held 19-24 % of them; with the repeating part of the window's uncertainty added
     (bounded by its strongest anchor's cell and reach), and the error and the claimed accuracy go up
-    together (correlation 0.12 with a flat share and no bounds, 0.19 now)."""
+    together (correlation 0.12 with a flat share and no bounds, 0.23 now)."""
     from simulations.bench_hall import hall_fixes
     from simulations.hall import HallConfig, errors_at, generate
 
@@ -465,7 +465,7 @@ def test_static_fix_accuracy_is_honest_on_an_independent_channel(tmp_path: Path)
     """Static 2-s scans by five phones (±6 dB) in the hall, no survey: accuracy_m holds about the share of
     errors an RMS radius should and grows with them. The fit's covariance alone claimed metres it had not
     got under ceiling anchors (a flat range) and ranked errors no better than chance; bounded by the
-    strongest anchor's reach it ranks them (correlation 0.15 before, 0.4 now)."""
+    strongest anchor's reach it ranks them (correlation 0.15 before, 0.40 now)."""
     from simulations.bench_survey import Scenario, locate, static_errors, write_files
     from simulations.hall import HallConfig, generate, standing_scans
 

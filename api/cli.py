@@ -94,6 +94,7 @@ BENCHMARKS: Final = {
     "accuracy": "simulations.bench_positioning:run_accuracy",
     "hall": "simulations.bench_hall:run",
     "survey": "simulations.bench_survey:run",
+    "layouts": "simulations.bench_layouts:run",
     "simulator": "simulations.bench_simulator:run",
     "gateway": "beacon_gateway.bench:run",
     "pipeline": "api.bench_pipeline:run",

@@ -56,3 +56,19 @@ def test_survey_bench_quick_fingerprints_match_the_textbook_knn_and_beat_the_mod
     assert walk["engine_survey"]["median_err_m"] <= 0.9 * walk["engine"]["median_err_m"]  # the held-back error)
     assert walk["engine_survey"]["median_err_m"] < walk["centroid"]["median_err_m"]
     assert "textbook kNN" in proc.stdout
+
+
+def test_layouts_bench_quick_small_layouts_track_like_the_centroid(tmp_path: Path) -> None:
+    """A 10 x 10 m room with 4 receivers and a 60 x 6 m corridor with a row of 6, no floor plan, n = 2.2 and
+    3.0: tracks within 1.2x of the strongest-receivers centroid's median error and static scans within
+    1.05x on average (1.04x and 0.89x measured; the open map 3 m wider than the anchors, narrow layouts
+    12 m, put them at 1.64x and 1.16x)."""
+    out = tmp_path / "layouts.json"
+    proc = subprocess.run([instore_exe(), "bench", "layouts", "--json", str(out), "--quick"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert set(doc["layouts"]) == {"room-10x10", "corridor-60x6"}
+    assert doc["median_vs_baseline_mean"] <= 1.2
+    assert doc["static_median_vs_baseline_mean"] <= 1.05
+    assert "centroid" in proc.stdout

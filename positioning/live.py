@@ -783,15 +783,14 @@ class _FingerprintSpread:
 
 
 def _track_accuracy(cloud_m: FloatArray, window_m: FloatArray, pseudo_sd: FloatArray | None,
-                    walking: FloatArray | None = None) -> FloatArray:
+                    walking: FloatArray) -> FloatArray:
     """A track's accuracy_m: the cloud's spread and the part of the window's uncertainty that repeats
     (``walking``: the cloud's walking weight, 0..1)."""
     window_var = window_m**2
     if pseudo_sd is not None:
         has = np.isfinite(pseudo_sd)
         window_var = np.where(has, 1.0 / (1.0 / window_var + 1.0 / np.where(has, pseudo_sd, 1.0) ** 2), window_var)
-    share = TRACK_BIAS_SHARE_STILL if walking is None else (
-        TRACK_BIAS_SHARE_STILL * (1.0 - walking) + TRACK_BIAS_SHARE_WALKING * walking)
+    share = TRACK_BIAS_SHARE_STILL * (1.0 - walking) + TRACK_BIAS_SHARE_WALKING * walking
     out: FloatArray = np.clip(np.sqrt(cloud_m**2 + share**2 * window_var), ACCURACY_MIN_M, ACCURACY_MAX_M)
     return out
 

@@ -22,8 +22,18 @@ import numpy.typing as npt
 
 from simulations.bench_hall import locate_hall
 from simulations.bench_positioning import emit_results
-from simulations.bench_survey import Scenario, locate, static_errors, write_files
-from simulations.hall import HallConfig, Scans, centroid_baseline, errors_at, generate, scan_means, standing_scans
+from simulations.bench_survey import locate, static_errors, write_anchors, write_scans
+from simulations.hall import (
+    HallConfig,
+    HallData,
+    Scans,
+    centroid_baseline,
+    errors_at,
+    generate,
+    scan_means,
+    standing_scans,
+    strongest_centroid,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -45,7 +55,7 @@ PHONES: Final = 5
 QUICK: Final = ("room-10x10", "corridor-60x6")
 
 
-def _scans(cfg: HallConfig, seed: int) -> Scans:
+def phone_scans(cfg: HallConfig, seed: int) -> Scans:
     """SCANS static 2-s scans at random spots by PHONES phones with ±6 dB offsets."""
     rng = np.random.default_rng([seed, 0x1A7])
     x = rng.uniform(0.5, cfg.width_m - 0.5, SCANS)
@@ -57,19 +67,12 @@ def _scans(cfg: HallConfig, seed: int) -> Scans:
                           2.0)
 
 
-def _scan_centroid(scans: Scans, cfg: HallConfig, seed: int) -> FloatArray:
-    """Errors of the weighted centroid of each scan's three strongest receivers."""
-    data = generate(HallConfig(width_m=cfg.width_m, depth_m=cfg.depth_m, spacing_m=cfg.spacing_m, n=cfg.n,
-                               devices=1, duration_s=1.0), seed)
-    mean, sx, sy, _ = scan_means(scans, data.anchor_ids)
-    level = np.nan_to_num(mean, nan=-np.inf)
-    top = np.argsort(-level, axis=1)[:, :3]
-    top_level = np.take_along_axis(level, top, axis=1)
-    w = np.where(np.isfinite(top_level), 10.0 ** (top_level / 20.0), 0.0)
-    cx = (data.anchor_x[top] * w).sum(axis=1) / w.sum(axis=1)
-    cy = (data.anchor_y[top] * w).sum(axis=1) / w.sum(axis=1)
-    out: FloatArray = np.hypot(cx - sx, cy - sy)
-    return out
+def locate_scans(data: HallData, scans: Scans, folder: Path) -> list[dict[str, str]]:
+    """The scans through ``instore locate`` (in process, anchors by position only, no survey): its rows."""
+    write_anchors(data, folder)
+    write_scans(folder / "scans.csv", scans, False)
+    rows, _ = locate(folder, "scans.csv", False)
+    return rows
 
 
 def run_layout(width: float, depth: float, spacing: float, n: float, seed: int) -> dict[str, float]:
@@ -79,13 +82,13 @@ def run_layout(width: float, depth: float, spacing: float, n: float, seed: int) 
     e = errors_at(data, t, dev, x, y)
     bt, bd, bx, by = centroid_baseline(data)
     eb = errors_at(data, bt, bd, bx, by)
-    scans = _scans(cfg, seed)
+    scans = phone_scans(cfg, seed)
     with tempfile.TemporaryDirectory(prefix="instore-bench-layouts-") as tmp:
-        folder = Path(tmp)
-        write_files(Scenario(data, scans, scans, scans), folder)  # the survey file is not used
-        rows, _ = locate(folder, "other.csv", False)
+        rows = locate_scans(data, scans, Path(tmp))
     es = static_errors(rows, scans)
-    esb = _scan_centroid(scans, cfg, seed)
+    mean, sx, sy, _ = scan_means(scans, data.anchor_ids)
+    cx, cy = strongest_centroid(mean, data.anchor_x, data.anchor_y)
+    esb = np.hypot(cx - sx, cy - sy)
     return {"median_err_m": float(np.median(e)), "baseline_median_err_m": float(np.median(eb)),
             "static_median_err_m": float(np.median(es)), "static_baseline_median_err_m": float(np.median(esb)),
             "exponent_used": n_used}

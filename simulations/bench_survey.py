@@ -80,7 +80,7 @@ def scenario(cfg: HallConfig, seed: int, queries: int) -> Scenario:
     return Scenario(generate(cfg, seed), survey, same, other)
 
 
-def _write_scans(path: Path, scans: Scans, with_xy: bool) -> None:
+def write_scans(path: Path, scans: Scans, with_xy: bool) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(["t", "device", "anchor", "rssi", "scan", *(("x", "y") if with_xy else ())])
@@ -89,16 +89,21 @@ def _write_scans(path: Path, scans: Scans, with_xy: bool) -> None:
             w.writerow(row + ([f"{scans.x[i]:.2f}", f"{scans.y[i]:.2f}"] if with_xy else []))
 
 
-def write_files(sc: Scenario, folder: Path) -> None:
-    h = sc.hall
+def write_anchors(h: HallData, folder: Path) -> None:
+    """``anchors.csv``: the hall's receivers by position only."""
     with open(folder / "anchors.csv", "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(["anchor", "x", "y", "z"])
         for j, a in enumerate(h.anchor_ids):
             w.writerow([a, f"{h.anchor_x[j]:.2f}", f"{h.anchor_y[j]:.2f}", h.anchor_z])
-    _write_scans(folder / "survey.csv", sc.survey, True)
-    _write_scans(folder / "same.csv", sc.same, False)
-    _write_scans(folder / "other.csv", sc.other, False)
+
+
+def write_files(sc: Scenario, folder: Path) -> None:
+    h = sc.hall
+    write_anchors(h, folder)
+    write_scans(folder / "survey.csv", sc.survey, True)
+    write_scans(folder / "same.csv", sc.same, False)
+    write_scans(folder / "other.csv", sc.other, False)
     with open(folder / "walk.csv", "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(["t", "device", "anchor", "rssi"])

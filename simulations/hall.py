@@ -238,15 +238,26 @@ def centroid_baseline(data: HallData, window_s: float = 2.0, strongest: int = 3
                 continue
             total = np.bincount(a[w], weights=r[w], minlength=len(index))
             count = np.bincount(a[w], minlength=len(index))
-            mean = np.where(count > 0, total / np.maximum(count, 1), -np.inf)
-            top = np.argsort(-mean)[:strongest]
-            top = top[np.isfinite(mean[top])]
-            wt = 10.0 ** (mean[top] / 20.0)
+            mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+            cx, cy = strongest_centroid(mean[None, :], data.anchor_x, data.anchor_y, strongest)
             out_t.append(s + 1.0)
             out_d.append(d)
-            out_x.append(float((data.anchor_x[top] * wt).sum() / wt.sum()))
-            out_y.append(float((data.anchor_y[top] * wt).sum() / wt.sum()))
+            out_x.append(float(cx[0]))
+            out_y.append(float(cy[0]))
     return np.array(out_t), np.array(out_d, dtype=object), np.array(out_x), np.array(out_y)
+
+
+def strongest_centroid(mean: FloatArray, ax: FloatArray, ay: FloatArray, strongest: int = 3
+                       ) -> tuple[FloatArray, FloatArray]:
+    """Per row of ``mean`` (mean RSSI per receiver, NaN where not heard): the centroid of the ``strongest``
+    receivers weighted by linear amplitude, what BLE presence tools report."""
+    level = np.nan_to_num(mean, nan=-np.inf)
+    top = np.argsort(-level, axis=1)[:, :strongest]
+    top_level = np.take_along_axis(level, top, axis=1)
+    w = np.where(np.isfinite(top_level), 10.0 ** (top_level / 20.0), 0.0)
+    x: FloatArray = (ax[top] * w).sum(axis=1) / w.sum(axis=1)
+    y: FloatArray = (ay[top] * w).sum(axis=1) / w.sum(axis=1)
+    return x, y
 
 
 @dataclass(frozen=True, slots=True)

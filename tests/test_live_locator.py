@@ -465,23 +465,18 @@ def test_static_fix_accuracy_is_honest_on_an_independent_channel(tmp_path: Path)
     """Static 2-s scans by five phones (±6 dB) in the hall, no survey: accuracy_m holds about the share of
     errors an RMS radius should and grows with them. The fit's covariance alone claimed metres it had not
     got under ceiling anchors (a flat range) and ranked errors no better than chance; bounded by the
-    strongest anchor's reach it ranks them (correlation 0.15 before, 0.40 now)."""
-    from simulations.bench_survey import Scenario, locate, static_errors, write_files
-    from simulations.hall import HallConfig, generate, standing_scans
+    strongest anchor's reach it ranks them (correlation 0.15 before, 0.28 now)."""
+    from simulations.bench_layouts import locate_scans, phone_scans
+    from simulations.bench_survey import static_errors
+    from simulations.hall import HallConfig, generate
 
     within, errs, accs = [], [], []
     for seed in (1, 2):
         cfg = HallConfig(n=3.0, devices=1, duration_s=5.0)
-        rng = np.random.default_rng([seed, 9])
-        qx, qy = rng.uniform(0.5, cfg.width_m - 0.5, 120), rng.uniform(0.5, cfg.depth_m - 0.5, 120)
-        offsets = np.clip(rng.normal(0.0, 6.0, 5), -12.0, 12.0)
-        who = np.arange(120) % 5
-        scans = standing_scans(cfg, seed, 3, qx, qy, np.array([f"p{k}" for k in who], dtype=object), offsets[who],
-                               10.0 * np.arange(120, dtype=np.float64), 2.0)
+        scans = phone_scans(cfg, seed)
         folder = tmp_path / str(seed)
         folder.mkdir()
-        write_files(Scenario(generate(cfg, seed), scans, scans, scans), folder)  # survey unused
-        rows, _ = locate(folder, "other.csv", False)
+        rows = locate_scans(generate(cfg, seed), scans, folder)
         e = static_errors(rows, scans)
         a = np.array([float(r["accuracy_m"]) for r in rows])
         within.append(e <= a)

@@ -21,7 +21,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from positioning.const import RSSI_MAX_DBM, RSSI_MIN_DBM
+from positioning.filtering import implausible_rssi, plausible_rssi
 
 READINGS_REQUIRED: Final = ("t", "device", "anchor", "rssi")
 ANCHORS_REQUIRED: Final = ("anchor", "x", "y")
@@ -150,13 +150,10 @@ def load_readings(path: Path, known_anchors: set[str]) -> ReadingsData:
     tx = tbl.number("tx_power", allow_empty=True) if tbl.has("tx_power") else np.full(tbl.n, np.nan)
     scan = tbl.text("scan") if tbl.has("scan") else None
     drops: Counter[str] = Counter()
-    bad = ~np.isfinite(rssi)
-    high = rssi > RSSI_MAX_DBM
-    low = rssi < RSSI_MIN_DBM
-    drops["rssi missing or NaN"] = int(bad.sum())
-    drops[f"rssi above {RSSI_MAX_DBM:g} dBm"] = int(high.sum())
-    drops[f"rssi below {RSSI_MIN_DBM:g} dBm"] = int(low.sum())
-    keep = ~(bad | high | low)
+    keep = np.ones(tbl.n, dtype=bool)
+    for reason, mask in implausible_rssi(rssi).items():
+        drops[reason] = int(mask.sum())
+        keep &= ~mask
     tx = np.where((tx > 20.0) | (tx < -120.0), np.nan, tx)  # an implausible tx power is ignored, not fatal
     return ReadingsData(t[keep], device[keep], anchor[keep], rssi[keep], tx[keep],
                         None if scan is None else scan[keep], +drops)
@@ -332,7 +329,7 @@ def load_survey(path: Path, known: set[str], anchors: Any, has_venue: bool) -> A
     data = load_readings(path, known)
     # load_readings dropped implausible rows; re-read the position columns with the same mask.
     rssi = tbl.number("rssi", allow_empty=True)
-    keep = np.isfinite(rssi) & (rssi <= RSSI_MAX_DBM) & (rssi >= RSSI_MIN_DBM)
+    keep = plausible_rssi(rssi)
     x = tbl.number("x")[keep]
     y = tbl.number("y")[keep]
     floor = tbl.text("floor")[keep] if tbl.has("floor") else None

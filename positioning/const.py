@@ -21,6 +21,9 @@ WALL_LOSS_MAX_DB: Final = 8.0
 FLOOR_LOSS_DB: Final = 18.0  # a concrete slab between floors (15-20 dB)
 RSSI_MIN_DBM: Final = -130.0  # below: a corrupt packet
 RSSI_MAX_DBM: Final = 0.0  # above: a corrupt packet
+# Exactly 0 dBm is what iOS ranging (CLBeacon.rssi) and many exports write for "not measured"; no BLE
+# receiver reports it for a real packet (they saturate tens of dB lower).
+RSSI_PLACEHOLDER_DBM: Final = 0.0
 PATH_LOSS_N_BOUNDS: Final = (1.3, 4.5)  # physical range for indoor exponents
 RSSI_1M_BOUNDS: Final = (-90.0, -30.0)  # physical range for the 1 m reference power
 DEVICE_OFFSET_PRIOR_DB: Final = 8.0  # phones differ by up to ~20 dB: a wide prior on a device's offset

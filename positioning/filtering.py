@@ -14,13 +14,35 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from positioning.const import FAST_FADING_DB, WINDOW_CORRELATED_DB
+from positioning.const import FAST_FADING_DB, RSSI_MAX_DBM, RSSI_MIN_DBM, RSSI_PLACEHOLDER_DBM, WINDOW_CORRELATED_DB
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
+BoolArray = npt.NDArray[np.bool_]
+
 WINSOR_SD: Final = 1.5  # readings beyond this many spreads from the group mean are pulled in
 DENSE_KEYS_MAX: Final = 50_000_000  # above this many (group x anchor) bins fall back to a sort
+
+
+def implausible_rssi(rssi: FloatArray) -> dict[str, BoolArray]:
+    """Readings to drop, by reason (disjoint masks): missing, above the ceiling, the "not measured"
+    placeholder, below the floor (POSITIONING.md, input hygiene)."""
+    bad = ~np.isfinite(rssi)
+    with np.errstate(invalid="ignore"):
+        return {"rssi missing or NaN": bad,
+                f"rssi above {RSSI_MAX_DBM:g} dBm": rssi > RSSI_MAX_DBM,
+                f"rssi exactly {RSSI_PLACEHOLDER_DBM:g} dBm (a 'not measured' placeholder)":
+                    rssi == RSSI_PLACEHOLDER_DBM,
+                f"rssi below {RSSI_MIN_DBM:g} dBm": rssi < RSSI_MIN_DBM}
+
+
+def plausible_rssi(rssi: FloatArray) -> BoolArray:
+    """Readings ``implausible_rssi`` keeps."""
+    keep = np.ones(rssi.shape, dtype=bool)
+    for mask in implausible_rssi(rssi).values():
+        keep &= ~mask
+    return keep
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from positioning.const import (
     WINDOW_CORRELATED_DB,
 )
 from positioning.exponent import ExponentChoice, profile_costs
-from positioning.filtering import Aggregates, aggregate
+from positioning.filtering import Aggregates, aggregate, plausible_rssi
 from positioning.fingerprint import held_back_sd_m, knn_locate, knn_sd
 from positioning.maps import NO_ZONE, SiteMap, anchor_spacing, open_site_map, site_map_from_venue
 from positioning.multilateration import FixProblem, posterior_mean, solve_warm
@@ -268,8 +268,7 @@ class LiveLocator:
         """Buffer readings (any order). Returns drops by reason (unknown anchor, implausible RSSI)."""
         idx = np.fromiter((self.index.get(a, -1) for a in readings.anchor), dtype=np.int64, count=len(readings))
         known = idx >= 0
-        plausible = np.isfinite(readings.rssi) & (readings.rssi <= RSSI_MAX_DBM) & (readings.rssi >= RSSI_MIN_DBM)
-        plausible &= np.isfinite(readings.t)
+        plausible = plausible_rssi(readings.rssi) & np.isfinite(readings.t)
         keep = known & plausible
         if keep.any():
             self._buf.append(Readings(readings.t[keep], readings.device[keep], idx[keep].astype(object),

@@ -118,9 +118,9 @@ def test_deterministic_and_barely_affected_by_other_devices(store: Venue) -> Non
 
 def test_bad_readings_are_dropped_and_counted(store: Venue) -> None:
     loc = LiveLocator.from_venue(store)
-    drops = loc.push(Readings.from_columns([T0, T0, T0, T0], ["d"] * 4, ["gw-1", "gw-x", "gw-2", "gw-3"],
-                                           [-60, -60, 12, float("nan")]))
-    assert drops == {"unknown_anchor": 1, "implausible_rssi": 2}
+    drops = loc.push(Readings.from_columns([T0] * 5, ["d"] * 5, ["gw-1", "gw-x", "gw-2", "gw-3", "gw-4"],
+                                           [-60, -60, 12, float("nan"), 0.0]))
+    assert drops == {"unknown_anchor": 1, "implausible_rssi": 3}
     res = loc.advance(T0 + 0.5)
     assert len(res.fixes) == 1 and res.fixes[0].accuracy_m >= 2.0  # one anchor: near it, honestly unsure
 

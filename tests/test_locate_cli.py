@@ -167,11 +167,14 @@ def test_structural_problems_stop_with_file_line_and_column(files: Path, header:
 def test_implausible_values_are_dropped_and_counted(files: Path) -> None:
     rows: list[list[object]] = [[f"{T0 + i / 4:.3f}", "d", a, -70 - i % 5] for i in range(8) for a, _, _ in ANCHORS[:5]]
     rows += [[f"{T0 + 1:.3f}", "d", "a0", 15], [f"{T0 + 1:.3f}", "d", "a1", -180], [f"{T0 + 1:.3f}", "d", "a2", "nan"]]
+    # iOS ranging writes 0 for a beacon it did not measure: kept, it would put the phone on that beacon.
+    rows += [[f"{T0 + 1.5:.3f}", "d", "a4", 0], [f"{T0 + 1.6:.3f}", "d", "a4", "0.0"]]
     write(files / "odd.csv", ["t", "device", "anchor", "rssi"], rows)
     res = locate("--anchors", "anchors.csv", "--readings", "odd.csv", "--out", "P.csv", cwd=files)
     assert res.returncode == 0, res.stderr
-    assert "dropped 3 readings" in res.stderr
+    assert "dropped 5 readings" in res.stderr
     assert "1 rssi above 0 dBm" in res.stderr and "1 rssi below -130 dBm" in res.stderr
+    assert "2 rssi exactly 0 dBm" in res.stderr
 
 
 def test_missing_anchor_file_is_a_clean_error(files: Path) -> None:

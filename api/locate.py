@@ -231,7 +231,8 @@ def run_locate(args: argparse.Namespace) -> int:
 
     # Nobody said how fast the signal falls off (no venue, survey or exponent column): learn it.
     learn = venue is None and not args.survey and not exponent_given
-    cfg = LocatorConfig(device_height=height, learn_exponent=learn)
+    # A survey fits each anchor's 1 m power; without one the devices' residuals tell it.
+    cfg = LocatorConfig(device_height=height, learn_exponent=learn, learn_p0=not args.survey)
     if venue is None and survey_pts is not None:
         from positioning.maps import open_site_map
 

@@ -26,6 +26,7 @@ CHANNELS: Final = {
     "n3.0-given": HallConfig(n=3.0, give_params=True),
     "n1.8": HallConfig(n=1.8),
     "quiet-tags": HallConfig(p0_dbm=-75.0),  # 16 dB below the 1 m power assumed when the file gives none
+    "uneven-receivers": HallConfig(p0_sd_db=5.0),  # receivers' 1 m power differs by 5 dB (2 dB elsewhere)
     "n3.0-clean": HallConfig(n=3.0, sigma_db=0.0, rice_k=1e3, body_db=0.0, p0_sd_db=0.0, n_sd=0.0, offset_sd_db=0.0,
                              give_params=True),
 }

@@ -169,6 +169,21 @@ def test_snapshot_keeps_the_channel_as_learned_and_restore_rejects_nonsense(stor
     assert fresh.track_var == LiveLocator.from_venue(store).track_var
 
 
+def test_snapshot_keeps_the_anchors_learned_power() -> None:
+    loc = LiveLocator(hall_anchors(2.2))
+    loc._learn_p0(np.array([[0, 1, 2]]), np.array([[4.0, -2.0, -2.0]]), np.ones((1, 3), dtype=bool))
+    loc._apply_p0()
+    learned = loc.anchors.rssi_1m.copy()
+    assert learned[0] > -59.0 > learned[1]
+    again = LiveLocator(hall_anchors(2.2))
+    again.restore(json.loads(json.dumps(loc.snapshot())))
+    np.testing.assert_allclose(again.anchors.rssi_1m, learned)
+    fresh = LiveLocator(hall_anchors(2.2))
+    fresh.restore({"channel": {"anchor_p0": {"gw-0": [float("nan"), 3.0], "gw-1": [5.0, -1.0], "nowhere": [1.0, 2.0],
+                                             "gw-2": "loud"}}})
+    np.testing.assert_array_equal(fresh.anchors.rssi_1m, hall_anchors(2.2).rssi_1m)
+
+
 def test_anchors_hearing_each_other_refine_their_radio_parameters(store: Venue) -> None:
     rng = np.random.default_rng(9)
     true_p0, true_n = -65.0, 2.6
@@ -382,6 +397,38 @@ def test_shoppers_of_unknown_offsets_are_tracked_at_a_steep_exponent() -> None:
                                           f.y - np.interp(t, [q[0] for q in p], [q[2] for q in p])))
     assert float(np.median(err)) < 1.2
     assert float(np.percentile(err, 90)) < 3.0
+
+
+def test_receivers_louder_or_quieter_than_their_nominal_power_are_learned_from_the_devices() -> None:
+    """Receivers differ from the 1 m power the table gives by -6..+6 dB (other antennas, other transmit
+    powers); no survey, no anchors hearing each other. Each anchor's deviation is learned from the windows'
+    residuals at the tracks, against the other anchors heard in the same window (so the devices' unknown
+    offsets do not leak in), and the tracks are better for it."""
+    from positioning.live import LocatorConfig
+
+    rng = np.random.default_rng(11)
+    nominal = hall_anchors(2.2)
+    deviation = rng.permutation(np.linspace(-6.0, 6.0, len(nominal)))
+    true = nominal.with_params(nominal.rssi_1m + deviation, nominal.path_loss_n)
+    paths = {}
+    for k in range(10):
+        pts = rng.uniform([2.0, 2.0], [38.0, 28.0], (12, 2))
+        paths[f"d{k}"] = [(15.0 * i, float(p[0]), float(p[1])) for i, p in enumerate(pts)]
+    readings = _hall_readings(true, paths, 2.2, {d: float(rng.normal(0, 5)) for d in paths}, sigma=4.0)
+
+    def run(learn: bool) -> tuple[float, LiveLocator]:
+        loc = LiveLocator(nominal, config=LocatorConfig(learn_p0=learn))
+        err = [math.hypot(f.x - np.interp(f.t - T0, [q[0] for q in paths[f.device]], [q[1] for q in paths[f.device]]),
+                          f.y - np.interp(f.t - T0, [q[0] for q in paths[f.device]], [q[2] for q in paths[f.device]]))
+               for res in loc.replay(readings) for f in res.fixes if f.t - T0 >= 60.0]
+        return float(np.median(err)), loc
+
+    kept, _ = run(False)
+    learned, loc = run(True)
+    got = loc.anchors.rssi_1m - nominal.rssi_1m
+    assert np.corrcoef(got, deviation)[0, 1] > 0.9
+    assert np.abs(got - got.mean() - deviation).max() < 2.5  # 1.5 dB at most
+    assert learned < 0.7 * kept  # 1.45 m vs 2.73 m
 
 
 @pytest.mark.parametrize("n_true", [2.0, 3.0])

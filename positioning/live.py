@@ -273,6 +273,7 @@ class LiveLocator:
         self._prior_n = table.path_loss_n.copy()
         self._p0_sum = np.zeros(n_a)  # per anchor: sum and count of its links' deviations from the nominal power
         self._p0_n = np.zeros(n_a)
+        self._tx_adopted = np.zeros(n_a, dtype=bool)  # phone-mode beacons whose advertised power is their nominal one
         self._exponent = ExponentChoice()
         self._n_done = not self.cfg.learn_exponent  # off, settled, or anchors hear each other (links fit it)
         self._steps = 0
@@ -311,6 +312,7 @@ class LiveLocator:
         r = _take(allr, due)
         anchor = r.anchor.astype(np.int64)
         self._observe_anchors(anchor, r.t, r.rssi)
+        self._adopt_advertised_p0(anchor, r.tx_power)
         # Anchors heard by other anchors (a gateway's own beacon, a fixed venue beacon) are links of
         # known length: they refine the receivers' radio parameters instead of being positioned.
         tx_anchor = np.fromiter((self.index.get(str(d), -1) for d in r.device), dtype=np.int64, count=len(r))
@@ -477,11 +479,25 @@ class LiveLocator:
 
     def reading_p0(self, anchor: IntArray, tx_power: FloatArray) -> FloatArray:
         """Each reading's 1 m power: its anchor's, or for phone-mode beacons configured without one,
-        the measured power they advertise."""
+        the measured power they advertise (with the deviation learned for that beacon)."""
         p0 = self.anchors.rssi_1m[anchor].copy()
-        use_tx = (self.tx_use[anchor] == TX_IS_P0) & np.isfinite(tx_power)
-        p0[use_tx] = tx_power[use_tx]
+        use_tx = (self.tx_use[anchor] == TX_IS_P0) & _plausible_1m_power(tx_power)
+        learned = self.anchors.rssi_1m - self._prior_p0
+        p0[use_tx] = tx_power[use_tx] + learned[anchor[use_tx]]
         return p0
+
+    def _adopt_advertised_p0(self, anchor: IntArray, tx_power: FloatArray) -> None:
+        """A phone-mode beacon configured without a 1 m power takes the measured power it first advertises
+        as its nominal one, so the tracker, the offset and power learners and the window's fix (which takes
+        each reading's advertised power) expect the same level."""
+        new = (self.tx_use[anchor] == TX_IS_P0) & _plausible_1m_power(tx_power) & ~self._tx_adopted[anchor]
+        if not new.any():
+            return
+        idx, first = np.unique(anchor[new], return_index=True)
+        learned = self.anchors.rssi_1m - self._prior_p0
+        self._prior_p0[idx] = tx_power[new][first]
+        self._tx_adopted[idx] = True
+        self._set_anchors(self.anchors.with_params(self._prior_p0 + learned, self.anchors.path_loss_n))
 
     def _learn_links(self, rx: IntArray, tx: IntArray, rssi: FloatArray, tx_power: FloatArray) -> None:
         """Online ridge fit of each receiver's 1 m power and exponent from anchor-to-anchor readings."""
@@ -810,6 +826,14 @@ class LearnedLoss:
         coef, w = fit
         self.n = min(self.n + w, self.memory)
         self.value += (float(np.clip(-coef[0], 0.0, self.max_db)) - self.value) * w / self.n
+
+
+def _plausible_1m_power(tx_power: FloatArray) -> npt.NDArray[np.bool_]:
+    """Advertised measured powers that can be a 1 m RSSI (a transmit power level such as 0 or -12 dBm
+    written in their place is not)."""
+    lo, hi = RSSI_1M_BOUNDS
+    with np.errstate(invalid="ignore"):
+        return np.asarray((tx_power >= lo) & (tx_power <= hi), dtype=bool)
 
 
 def _range(p0: FloatArray, n: FloatArray, rssi: FloatArray) -> FloatArray:

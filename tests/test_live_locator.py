@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from positioning.live import LiveLocator, Readings, StepResult
@@ -429,6 +430,41 @@ def test_receivers_louder_or_quieter_than_their_nominal_power_are_learned_from_t
     assert np.corrcoef(got, deviation)[0, 1] > 0.9
     assert np.abs(got - got.mean() - deviation).max() < 2.5  # 1.5 dB at most
     assert learned < 0.7 * kept  # 1.45 m vs 2.73 m
+
+
+def test_beacons_advertising_their_measured_power_are_expected_at_it_by_the_whole_locator() -> None:
+    """Phone mode: beacons set to different transmit powers (1 m power -59 +- 8 dB), configured without
+    ``rssi_1m``, advertise their measured power. The window's fix took each reading's advertised power, but
+    the tracker and the learners expected the table's default: the table now adopts what each beacon
+    advertises. A transmit power level written in its place (0 dBm) is no 1 m RSSI and is ignored."""
+    from positioning.live import TX_IGNORE, TX_IS_P0, LocatorConfig
+
+    rng = np.random.default_rng(12)
+    nominal = hall_anchors(2.2)
+    advertised = nominal.rssi_1m + rng.permutation(np.linspace(-8.0, 8.0, len(nominal)))
+    true = nominal.with_params(advertised, nominal.path_loss_n)
+    paths = {}
+    for k in range(6):
+        pts = rng.uniform([2.0, 2.0], [38.0, 28.0], (8, 2))
+        paths[f"phone{k}"] = [(15.0 * i, float(p[0]), float(p[1])) for i, p in enumerate(pts)]
+    r = _hall_readings(true, paths, 2.2, {d: float(rng.normal(0, 4)) for d in paths}, sigma=4.0)
+    tx = advertised[[nominal.index[a] for a in r.anchor]]
+
+    def run(use: int, tx_power: npt.NDArray[np.float64]) -> tuple[float, LiveLocator]:
+        loc = LiveLocator(nominal, config=LocatorConfig(learn_p0=False),
+                          tx_use=np.full(len(nominal), use, dtype=np.int64))
+        err = [math.hypot(f.x - np.interp(f.t - T0, [q[0] for q in paths[f.device]], [q[1] for q in paths[f.device]]),
+                          f.y - np.interp(f.t - T0, [q[0] for q in paths[f.device]], [q[2] for q in paths[f.device]]))
+               for res in loc.replay(Readings.from_columns(r.t, r.device, r.anchor, r.rssi, tx_power))
+               for f in res.fixes if f.t - T0 >= 20.0]
+        return float(np.median(err)), loc
+
+    ignored, _ = run(TX_IGNORE, tx)
+    used, loc = run(TX_IS_P0, tx)
+    np.testing.assert_array_equal(loc.anchors.rssi_1m, advertised)
+    assert used < 0.6 * ignored  # 1.25 m vs 3.01 m (3.14 m when only the window's fix took the advertised power)
+    _, wrong = run(TX_IS_P0, np.zeros_like(tx))
+    np.testing.assert_array_equal(wrong.anchors.rssi_1m, nominal.rssi_1m)
 
 
 @pytest.mark.parametrize("n_true", [2.0, 3.0])

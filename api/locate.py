@@ -306,7 +306,7 @@ def _static_rows(locator: Any, data: ReadingsData, mask: npt.NDArray[np.bool_],
     p0 = locator.reading_p0(anchor, data.tx[idx])
     res = locate_static(locator.anchors, locator.site, fix.astype(np.int64), dev_code.astype(np.int64), fix_t,
                         anchor, data.rssi[idx], p0, fix_keys.shape[0], device_height=height,
-                        learn_exponent=locator.cfg.learn_exponent)
+                        learn_exponent=locator.cfg.learn_exponent, learn_p0=locator.cfg.learn_p0)
     if locator.fingerprints is not None:
         res = apply_fingerprints(locator.fingerprints, res, fix.astype(np.int64), anchor, data.rssi[idx],
                                  len(locator.anchors), (locator.anchors.x, locator.anchors.y))

@@ -30,6 +30,10 @@ from positioning.const import (
     DEVICE_OFFSET_MAX_DB,
     DEVICE_OFFSET_PRIOR_DB,
     MIN_ANCHORS_FOR_OFFSET,
+    P0_LEARN_MAX_DB,
+    P0_MEMORY,
+    P0_MIN_LINKS,
+    P0_PRIOR_WEIGHT,
     PATH_LOSS_N_BOUNDS,
     REFERENCE_TX_DBM,
     RSSI_1M_BOUNDS,
@@ -75,20 +79,7 @@ LINK_MIN_READINGS: Final = 30  # a receiver's parameters move only after this ma
 LINK_NOISE_DB: Final = 6.0  # spread of one link reading
 LINK_PRIOR_P0_DB: Final = 6.0  # how far a receiver's 1 m power may drift from its nominal value
 LINK_PRIOR_N: Final = 0.5  # and its exponent
-# Receivers' own 1 m power, learned from the tracked devices' residuals when nothing else tells it (no
-# survey, no anchors hearing each other): receivers differ by a few dB, beacons set to other transmit
-# powers by far more. Each window's residuals at the track are compared with their own mean (which holds
-# the error of the device's offset), so an anchor learns how much louder or quieter it is than the other
-# anchors heard with it; the deviations are then centred over the anchors (their common level is the
-# devices' offsets). Without the window's own mean, errors of the devices' offsets leaked into the anchors
-# they were near (+-2 dB learned on a clean channel with none). Hall channel, 6 devices x 200 s, 6 seeds,
-# median / p90 (m): receivers differing by 2 dB 3.69 / 8.52 -> 3.62 / 7.50, by 5 dB 4.77 / 9.84 ->
-# 4.06 / 8.04; everyone standing 3.68 / 8.13 -> 3.63 / 7.81.
-P0_PRIOR_WEIGHT: Final = 50.0  # links' worth of confidence in the nominal 1 m power
-P0_MEMORY: Final = 3000.0  # links each anchor's learned deviation averages over
-P0_LEARN_MAX_DB: Final = 10.0  # the most a learned deviation may reach
-P0_MIN_LINKS: Final = 3  # a window tells the anchors' differences only with this many usable links
-P0_EVERY: Final = 5  # steps between updates of the anchor table
+P0_EVERY: Final = 5  # steps between updates of the anchor table with the learned 1 m powers (const.P0_*)
 # The particle cloud's spread assumes windows err independently; shadowing repeats from second to second
 # (a standing phone keeps its bias), so a share of the window's own uncertainty (its fix, fused with
 # the fingerprint's when there is one) is added: all of it for a standing device, whose track settles on

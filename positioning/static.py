@@ -21,7 +21,12 @@ from positioning.const import (
     DEVICE_HEIGHT_M,
     DEVICE_OFFSET_MAX_DB,
     DEVICE_OFFSET_PRIOR_DB,
+    FLOOR_LOSS_DB,
     MIN_ANCHORS_FOR_OFFSET,
+    P0_LEARN_MAX_DB,
+    P0_MIN_LINKS,
+    P0_MIN_MARGIN_DB,
+    P0_PRIOR_WEIGHT,
     PATH_LOSS_N_BOUNDS,
     SENSITIVITY_DBM,
 )
@@ -39,7 +44,7 @@ from positioning.fingerprint import (
 from positioning.maps import NO_ZONE, SiteMap
 from positioning.multilateration import FixSolution, posterior_mean, solve, subset
 from positioning.problems import build_problem, uncertainty_bound
-from positioning.radio import AnchorTable
+from positioning.radio import AnchorTable, distance
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -69,10 +74,11 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
                   anchor: IntArray, rssi: FloatArray, p0: FloatArray, n_fixes: int,
                   offset_prior: FloatArray | None = None, sens: float = SENSITIVITY_DBM,
                   device_height: float = DEVICE_HEIGHT_M, alive: npt.NDArray[np.bool_] | None = None,
-                  learn_exponent: bool = False) -> StaticFixes:
+                  learn_exponent: bool = False, learn_p0: bool = False) -> StaticFixes:
     """Position ``n_fixes`` fixes. Readings are columns (fix id, device id, anchor index, rssi, 1 m power);
     ``fix_t`` and the device of each fix order the rounds. With ``learn_exponent`` each fix uses the
-    exponent the scans up to its time favour (``positioning.exponent``)."""
+    exponent the scans up to its time favour (``positioning.exponent``); with ``learn_p0`` each anchor's
+    1 m power deviates from ``p0`` by what the scans up to the fix's time show (``_p0_deviations``)."""
     agg = aggregate(fix, anchor, rssi, p0)
     p0_group = agg.aux
     alive_mask = np.ones(len(anchors), dtype=bool) if alive is None else alive
@@ -80,6 +86,25 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
     if learn_exponent and n_fixes:
         scale, choice = _exponent_per_fix(anchors, site, agg, p0_group, fix_t, n_fixes, sens, device_height,
                                           alive_mask)
+    args = (anchors, site, agg, scale, fix, device, fix_t, n_fixes, offset_prior, sens, device_height, alive_mask)
+    out_x, out_y, out_f, out_acc, out_off, out_off_sd = _solve_rounds(p0_group, *args)
+    if learn_p0 and n_fixes:
+        dev = _p0_deviations(anchors, agg, p0_group, scale, out_x, out_y, out_f, fix_t, n_fixes, sens,
+                             device_height)
+        out_x, out_y, out_f, out_acc, out_off, out_off_sd = _solve_rounds(p0_group + dev, *args)
+    zone = np.full(n_fixes, NO_ZONE, dtype=np.int64)
+    for f, raster in enumerate(site.floors):
+        m = out_f == f
+        if m.any():
+            zone[m] = raster.zone_at(out_x[m], out_y[m])
+    return StaticFixes(out_x, out_y, out_f, out_acc, zone, out_off, out_off_sd, choice.scale, choice.windows)
+
+
+def _solve_rounds(p0_group: FloatArray, anchors: AnchorTable, site: SiteMap, agg: Aggregates, scale: FloatArray,
+                  fix: IntArray, device: IntArray, fix_t: FloatArray, n_fixes: int,
+                  offset_prior: FloatArray | None, sens: float, device_height: float, alive_mask: npt.NDArray[np.bool_]
+                  ) -> tuple[FloatArray, FloatArray, IntArray, FloatArray, FloatArray, FloatArray]:
+    """Every fix, in rounds by its rank among its device's fixes: positions, floors, accuracy, offsets."""
     fix_device = np.zeros(n_fixes, dtype=np.int64)
     fix_device[fix] = device
     n_dev = int(device.max()) + 1 if device.shape[0] else 0
@@ -139,12 +164,37 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
             dev_off[d] = np.clip(dev_off[d] + gain * (sol.offset[k] - dev_off[d]), -DEVICE_OFFSET_MAX_DB,
                                  DEVICE_OFFSET_MAX_DB)
             dev_var[d] *= 1.0 - gain
-    zone = np.full(n_fixes, NO_ZONE, dtype=np.int64)
-    for f, raster in enumerate(site.floors):
-        m = out_f == f
-        if m.any():
-            zone[m] = raster.zone_at(out_x[m], out_y[m])
-    return StaticFixes(out_x, out_y, out_f, out_acc, zone, out_off, out_off_sd, choice.scale, choice.windows)
+    return out_x, out_y, out_f, out_acc, out_off, out_off_sd
+
+
+def _p0_deviations(anchors: AnchorTable, agg: Aggregates, p0_group: FloatArray, scale: FloatArray,
+                   x: FloatArray, y: FloatArray, floor: IntArray, fix_t: FloatArray, n_fixes: int, sens: float,
+                   device_height: float) -> FloatArray:
+    """Per row of ``agg`` (fix, anchor): how much louder or quieter than ``p0_group`` the anchor is, from the
+    scans up to the fix's time (causal; the scan itself included). Each scan's residuals at its own fix,
+    less their mean (the device's offset and its error), are summed per anchor in time order and shrunk to
+    the nominal power (const.P0_*: the same learning as the live locator's). Only links expected well above
+    sensitivity, from scans with P0_MIN_LINKS of them."""
+    g, a = agg.group, agg.anchor
+    d = distance(anchors, a, x[g], y[g], floor[g], device_height)
+    mu = (p0_group - 10.0 * anchors.path_loss_n[a] * scale[g] * np.log10(d)
+          - FLOOR_LOSS_DB * np.abs(anchors.floor_level[anchors.floor[a]] - anchors.floor_level[floor[g]]))
+    use = np.isfinite(mu) & (mu > sens + P0_MIN_MARGIN_DB) & (anchors.floor[a] == floor[g])
+    links = np.bincount(g[use], minlength=n_fixes)
+    use &= links[g] >= P0_MIN_LINKS
+    e = agg.mean - mu
+    e -= (np.bincount(g[use], weights=e[use], minlength=n_fixes) / np.maximum(links, 1))[g]
+    # Cumulative sums per anchor over the scans in time order, read at each row's own time.
+    _, t_rank = np.unique(fix_t, return_inverse=True)
+    stride = int(t_rank.max()) + 2
+    key = a[use] * stride + t_rank[g[use]]
+    order = np.argsort(key, kind="stable")
+    key_sorted = key[order]
+    csum = np.r_[0.0, np.cumsum(e[use][order])]
+    upto = np.searchsorted(key_sorted, a * stride + t_rank[g], side="right")
+    first = np.searchsorted(key_sorted, a * stride, side="left")
+    dev = (csum[upto] - csum[first]) / ((upto - first) + P0_PRIOR_WEIGHT)
+    return np.asarray(np.clip(dev, -P0_LEARN_MAX_DB, P0_LEARN_MAX_DB), dtype=np.float64)
 
 
 def _exponent_per_fix(anchors: AnchorTable, site: SiteMap, agg: Aggregates, p0_group: FloatArray, fix_t: FloatArray,

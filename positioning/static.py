@@ -91,7 +91,9 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
     if learn_p0 and n_fixes:
         dev = _p0_deviations(anchors, agg, p0_group, scale, out_x, out_y, out_f, fix_t, n_fixes, sens,
                              device_height)
-        out_x, out_y, out_f, out_acc, out_off, out_off_sd = _solve_rounds(p0_group + dev, *args)
+        # The powers move by a few dB: each fix starts from its first solution (one start, not several).
+        first = np.column_stack([out_x, out_y, out_off])
+        out_x, out_y, out_f, out_acc, out_off, out_off_sd = _solve_rounds(p0_group + dev, *args, theta0=first)
     zone = np.full(n_fixes, NO_ZONE, dtype=np.int64)
     for f, raster in enumerate(site.floors):
         m = out_f == f
@@ -102,9 +104,11 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
 
 def _solve_rounds(p0_group: FloatArray, anchors: AnchorTable, site: SiteMap, agg: Aggregates, scale: FloatArray,
                   fix: IntArray, device: IntArray, fix_t: FloatArray, n_fixes: int,
-                  offset_prior: FloatArray | None, sens: float, device_height: float, alive_mask: npt.NDArray[np.bool_]
+                  offset_prior: FloatArray | None, sens: float, device_height: float, alive_mask: npt.NDArray[np.bool_],
+                  theta0: FloatArray | None = None
                   ) -> tuple[FloatArray, FloatArray, IntArray, FloatArray, FloatArray, FloatArray]:
-    """Every fix, in rounds by its rank among its device's fixes: positions, floors, accuracy, offsets."""
+    """Every fix, in rounds by its rank among its device's fixes: positions, floors, accuracy, offsets
+    (each fix started from ``theta0`` (x, y, offset) when given, else from several starts)."""
     fix_device = np.zeros(n_fixes, dtype=np.int64)
     fix_device[fix] = device
     n_dev = int(device.max()) + 1 if device.shape[0] else 0
@@ -124,9 +128,16 @@ def _solve_rounds(p0_group: FloatArray, anchors: AnchorTable, site: SiteMap, agg
     out_acc = np.full(n_fixes, np.nan)
     out_off = np.zeros(n_fixes)
     out_off_sd = np.full(n_fixes, DEVICE_OFFSET_PRIOR_DB)
-    for rnd in range(int(rank.max()) + 1 if n_fixes else 0):
-        fixes = np.flatnonzero(rank == rnd)
-        sel = np.isin(agg.group, fixes)
+    # The rows of each round, found once (a scan per round and device: thousands of rounds for long files).
+    n_rounds = int(rank.max()) + 1 if n_fixes else 0
+    row_round = rank[agg.group]
+    rows_by_round = np.argsort(row_round, kind="stable")
+    row_bounds = np.searchsorted(row_round[rows_by_round], np.arange(n_rounds + 1))
+    fix_by_round = np.argsort(rank, kind="stable")
+    fix_bounds = np.searchsorted(rank[fix_by_round], np.arange(n_rounds + 1))
+    for rnd in range(n_rounds):
+        fixes = np.sort(fix_by_round[fix_bounds[rnd]:fix_bounds[rnd + 1]])
+        sel = np.sort(rows_by_round[row_bounds[rnd]:row_bounds[rnd + 1]])
         local = np.searchsorted(fixes, agg.group[sel])
         devs = fix_device[fixes]
         # A device's offset was learned under the exponent of its earlier scans: another one restarts it.
@@ -141,7 +152,7 @@ def _solve_rounds(p0_group: FloatArray, anchors: AnchorTable, site: SiteMap, agg
         k_n = scale[fixes][:, None]
         prob = replace(prob, n=np.clip(prob.n * k_n, *PATH_LOSS_N_BOUNDS),
                        cn=np.clip(prob.cn * k_n, *PATH_LOSS_N_BOUNDS))
-        sol = posterior_mean(prob, solve(prob))
+        sol = posterior_mean(prob, solve(prob, None if theta0 is None else theta0[fixes]))
         n_heard = (heard >= 0).sum(axis=1)
         x, y, acc = _fallback_where_few(anchors, sol, heard, n_heard)
         # Bounded by the strongest anchor's reach only: a single fix is in another anchor's cell often

@@ -1,10 +1,10 @@
 """Static fixes: phone-mode scans (or any group of readings taken at one place) positioned one by one.
 
 A fix is positioned from its own readings only. The device's earlier scans inform its RSSI offset
-(a prior for the next scan), and without a given exponent the scans up to its time choose the
-exponent (``positioning.exponent``): calibration, never its position, so the order of scans carries
-no information beyond calibration. Fixes are solved in rounds: round k holds the k-th scan (in time) of every
-device, all solved in one batch call.
+(a prior for the next scan), the scans up to its time choose the exponent when nobody gave it
+(``positioning.exponent``) and each anchor's 1 m power when no survey did: calibration, never its
+position, so the order of scans carries no information beyond calibration. Two batch solves: every fix
+alone (a free offset), then, with the calibration the scans up to each fix's time show, every fix again.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
                   device_height: float = DEVICE_HEIGHT_M, alive: npt.NDArray[np.bool_] | None = None,
                   learn_exponent: bool = False, learn_p0: bool = False) -> StaticFixes:
     """Position ``n_fixes`` fixes. Readings are columns (fix id, device id, anchor index, rssi, 1 m power);
-    ``fix_t`` and the device of each fix order the rounds. With ``learn_exponent`` each fix uses the
+    ``fix_t`` orders each device's scans for its offset. With ``learn_exponent`` each fix uses the
     exponent the scans up to its time favour (``positioning.exponent``); with ``learn_p0`` each anchor's
     1 m power deviates from ``p0`` by what the scans up to the fix's time show (``_p0_deviations``)."""
     agg = aggregate(fix, anchor, rssi, p0)
@@ -86,14 +86,21 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
     if learn_exponent and n_fixes:
         scale, choice = _exponent_per_fix(anchors, site, agg, p0_group, fix_t, n_fixes, sens, device_height,
                                           alive_mask)
-    args = (anchors, site, agg, scale, fix, device, fix_t, n_fixes, offset_prior, sens, device_height, alive_mask)
-    out_x, out_y, out_f, out_acc, out_off, out_off_sd = _solve_rounds(p0_group, *args)
+    fix_device = np.zeros(n_fixes, dtype=np.int64)
+    fix_device[fix] = device
+    n_dev = int(device.max()) + 1 if device.shape[0] else 0
+    prior_off = np.zeros(n_dev) if offset_prior is None else offset_prior.astype(np.float64)
+    solve_args = (anchors, site, agg, scale, n_fixes, sens, device_height, alive_mask)
+    # Every fix alone, its offset free within the device's prior.
+    x, y, floor, _, off, off_sd, n_heard = _solve_all(p0_group, *solve_args, prior_off[fix_device],
+                                                       np.full(n_fixes, DEVICE_OFFSET_PRIOR_DB))
+    # What the scans up to each fix's time tell: its device's offset, the anchors' 1 m power.
     if learn_p0 and n_fixes:
-        dev = _p0_deviations(anchors, agg, p0_group, scale, out_x, out_y, out_f, fix_t, n_fixes, sens,
-                             device_height)
-        # The powers move by a few dB: each fix starts from its first solution (one start, not several).
-        first = np.column_stack([out_x, out_y, out_off])
-        out_x, out_y, out_f, out_acc, out_off, out_off_sd = _solve_rounds(p0_group + dev, *args, theta0=first)
+        p0_group = p0_group + _p0_deviations(anchors, agg, p0_group, scale, x, y, floor, fix_t, n_fixes, sens,
+                                             device_height)
+    off_mean, off_prior_sd = _causal_offsets(fix_device, fix_t, scale, off, off_sd,
+                                             n_heard >= MIN_ANCHORS_FOR_OFFSET, prior_off)
+    out_x, out_y, out_f, out_acc, out_off, out_off_sd, _ = _solve_all(p0_group, *solve_args, off_mean, off_prior_sd)
     zone = np.full(n_fixes, NO_ZONE, dtype=np.int64)
     for f, raster in enumerate(site.floors):
         m = out_f == f
@@ -102,80 +109,51 @@ def locate_static(anchors: AnchorTable, site: SiteMap, fix: IntArray, device: In
     return StaticFixes(out_x, out_y, out_f, out_acc, zone, out_off, out_off_sd, choice.scale, choice.windows)
 
 
-def _solve_rounds(p0_group: FloatArray, anchors: AnchorTable, site: SiteMap, agg: Aggregates, scale: FloatArray,
-                  fix: IntArray, device: IntArray, fix_t: FloatArray, n_fixes: int,
-                  offset_prior: FloatArray | None, sens: float, device_height: float, alive_mask: npt.NDArray[np.bool_],
-                  theta0: FloatArray | None = None
-                  ) -> tuple[FloatArray, FloatArray, IntArray, FloatArray, FloatArray, FloatArray]:
-    """Every fix, in rounds by its rank among its device's fixes: positions, floors, accuracy, offsets
-    (each fix started from ``theta0`` (x, y, offset) when given, else from several starts)."""
-    fix_device = np.zeros(n_fixes, dtype=np.int64)
-    fix_device[fix] = device
-    n_dev = int(device.max()) + 1 if device.shape[0] else 0
-    prior_off = np.zeros(n_dev) if offset_prior is None else offset_prior.astype(np.float64)
-    dev_off = prior_off.copy()
-    dev_var = np.full(n_dev, DEVICE_OFFSET_PRIOR_DB**2)
-    dev_scale = np.ones(n_dev)
-    # Round of each fix: its rank among its device's fixes by time.
-    by_time = np.lexsort((np.arange(n_fixes), fix_t, fix_device))
-    rank = np.empty(n_fixes, dtype=np.int64)
-    dev_sorted = fix_device[by_time]
-    first = np.flatnonzero(np.r_[True, dev_sorted[1:] != dev_sorted[:-1]])
-    rank[by_time] = np.arange(n_fixes) - np.repeat(first, np.diff(np.r_[first, n_fixes]))
-    out_x = np.full(n_fixes, np.nan)
-    out_y = np.full(n_fixes, np.nan)
-    out_f = np.zeros(n_fixes, dtype=np.int64)
-    out_acc = np.full(n_fixes, np.nan)
-    out_off = np.zeros(n_fixes)
-    out_off_sd = np.full(n_fixes, DEVICE_OFFSET_PRIOR_DB)
-    # The rows of each round, found once (a scan per round and device: thousands of rounds for long files).
-    n_rounds = int(rank.max()) + 1 if n_fixes else 0
-    row_round = rank[agg.group]
-    rows_by_round = np.argsort(row_round, kind="stable")
-    row_bounds = np.searchsorted(row_round[rows_by_round], np.arange(n_rounds + 1))
-    fix_by_round = np.argsort(rank, kind="stable")
-    fix_bounds = np.searchsorted(rank[fix_by_round], np.arange(n_rounds + 1))
-    for rnd in range(n_rounds):
-        fixes = np.sort(fix_by_round[fix_bounds[rnd]:fix_bounds[rnd + 1]])
-        sel = np.sort(rows_by_round[row_bounds[rnd]:row_bounds[rnd + 1]])
-        local = np.searchsorted(fixes, agg.group[sel])
-        devs = fix_device[fixes]
-        # A device's offset was learned under the exponent of its earlier scans: another one restarts it.
-        moved = scale[fixes] != dev_scale[devs]
-        if moved.any():
-            dev_off[devs[moved]] = prior_off[devs[moved]]
-            dev_var[devs[moved]] = DEVICE_OFFSET_PRIOR_DB**2
-            dev_scale[devs[moved]] = scale[fixes][moved]
-        prob, heard, _, _, _, _ = build_problem(anchors, site, local, agg.anchor[sel], agg.mean[sel], agg.var[sel],
-                                             agg.count[sel], p0_group[sel], fixes.shape[0], dev_off[devs],
-                                             np.sqrt(dev_var[devs]), sens, device_height, alive_mask)
-        k_n = scale[fixes][:, None]
-        prob = replace(prob, n=np.clip(prob.n * k_n, *PATH_LOSS_N_BOUNDS),
-                       cn=np.clip(prob.cn * k_n, *PATH_LOSS_N_BOUNDS))
-        sol = posterior_mean(prob, solve(prob, None if theta0 is None else theta0[fixes]))
-        n_heard = (heard >= 0).sum(axis=1)
-        x, y, acc = _fallback_where_few(anchors, sol, heard, n_heard)
-        # Bounded by the strongest anchor's reach only: a single fix is in another anchor's cell often
-        # enough (shadowing) that the cell's radius would claim too little (a third of errors within it).
-        acc = np.minimum(acc, uncertainty_bound(prob, sol.offset, None, x, y))
-        floor = anchors.floor[heard[:, 0]]
-        for f, raster in enumerate(site.floors):
-            m = floor == f
-            if m.any():
-                x[m], y[m] = raster.snap(x[m], y[m])
-        out_x[fixes], out_y[fixes], out_f[fixes], out_acc[fixes] = x, y, floor, acc
-        out_off[fixes] = sol.offset
-        out_off_sd[fixes] = np.sqrt(np.maximum(sol.cov[:, 2, 2], 0.0))
-        # Each scan with enough receivers refines its device's offset for the next rounds.
-        informative = n_heard >= MIN_ANCHORS_FOR_OFFSET
-        for k in np.flatnonzero(informative):
-            d = devs[k]
-            meas_var = float(sol.cov[k, 2, 2]) + OFFSET_SCAN_NOISE_DB**2
-            gain = dev_var[d] / (dev_var[d] + meas_var)
-            dev_off[d] = np.clip(dev_off[d] + gain * (sol.offset[k] - dev_off[d]), -DEVICE_OFFSET_MAX_DB,
-                                 DEVICE_OFFSET_MAX_DB)
-            dev_var[d] *= 1.0 - gain
-    return out_x, out_y, out_f, out_acc, out_off, out_off_sd
+def _solve_all(p0_group: FloatArray, anchors: AnchorTable, site: SiteMap, agg: Aggregates, scale: FloatArray,
+               n_fixes: int, sens: float, device_height: float, alive_mask: npt.NDArray[np.bool_],
+               off_mean: FloatArray, off_sd: FloatArray
+               ) -> tuple[FloatArray, FloatArray, IntArray, FloatArray, FloatArray, FloatArray, IntArray]:
+    """Every fix in one batch, each with its offset prior (``off_mean``, ``off_sd``) and exponent scale:
+    positions, floors, accuracy, offsets and their sd, and how many anchors each fix heard."""
+    prob, heard, _, _, _, _ = build_problem(anchors, site, agg.group, agg.anchor, agg.mean, agg.var, agg.count,
+                                         p0_group, n_fixes, off_mean, off_sd, sens, device_height, alive_mask)
+    k_n = scale[:, None]
+    prob = replace(prob, n=np.clip(prob.n * k_n, *PATH_LOSS_N_BOUNDS), cn=np.clip(prob.cn * k_n, *PATH_LOSS_N_BOUNDS))
+    sol = posterior_mean(prob, solve(prob))
+    n_heard = (heard >= 0).sum(axis=1)
+    x, y, acc = _fallback_where_few(anchors, sol, heard, n_heard)
+    acc = np.minimum(acc, uncertainty_bound(prob, sol.offset, None, x, y))
+    floor = anchors.floor[heard[:, 0]]
+    for f, raster in enumerate(site.floors):
+        m = floor == f
+        if m.any():
+            x[m], y[m] = raster.snap(x[m], y[m])
+    return x, y, floor, acc, sol.offset, np.sqrt(np.maximum(sol.cov[:, 2, 2], 0.0)), n_heard
+
+
+def _causal_offsets(fix_device: IntArray, fix_t: FloatArray, scale: FloatArray, off: FloatArray, off_sd: FloatArray,
+                    informative: npt.NDArray[np.bool_], prior_off: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Each fix's offset prior (mean, sd): its device's prior refined, in time order, by the offsets its
+    earlier scans (heard by enough anchors) solved alone; a scan under another exponent scale restarts it
+    (the offsets were learned under the old one). A Kalman filter per device, one scalar step per scan."""
+    n = fix_device.shape[0]
+    mean = np.zeros(n)
+    sd = np.full(n, DEVICE_OFFSET_PRIOR_DB)
+    order = np.lexsort((np.arange(n), fix_t, fix_device))
+    cur_d, m, v, sc = -1, 0.0, DEVICE_OFFSET_PRIOR_DB**2, 1.0
+    for k in order.tolist():
+        d = int(fix_device[k])
+        if d != cur_d:
+            cur_d, m, v, sc = d, float(prior_off[d]), DEVICE_OFFSET_PRIOR_DB**2, float(scale[k])
+        if scale[k] != sc:
+            m, v, sc = float(prior_off[d]), DEVICE_OFFSET_PRIOR_DB**2, float(scale[k])
+        mean[k], sd[k] = m, np.sqrt(v)
+        if informative[k]:
+            meas = float(off_sd[k]) ** 2 + OFFSET_SCAN_NOISE_DB**2
+            g = v / (v + meas)
+            m = float(np.clip(m + g * (off[k] - m), -DEVICE_OFFSET_MAX_DB, DEVICE_OFFSET_MAX_DB))
+            v *= 1.0 - g
+    return mean, sd
 
 
 def _p0_deviations(anchors: AnchorTable, agg: Aggregates, p0_group: FloatArray, scale: FloatArray,

@@ -122,7 +122,11 @@ def _solve_all(p0_group: FloatArray, anchors: AnchorTable, site: SiteMap, agg: A
     sol = posterior_mean(prob, solve(prob))
     n_heard = (heard >= 0).sum(axis=1)
     x, y, acc = _fallback_where_few(anchors, sol, heard, n_heard)
-    acc = np.minimum(acc, uncertainty_bound(prob, sol.offset, None, x, y))
+    # The strongest anchor's reach bounds the claim (positioning.problems.uncertainty_bound), reckoned with
+    # the fix's own offset only where enough anchors pin it; with fewer it runs off (a lone reading's
+    # reach shrank to nothing and claimed 0.5 m), so the device's prior offset is used.
+    own = np.where(n_heard >= 3, sol.offset, off_mean)
+    acc = np.minimum(acc, uncertainty_bound(prob, own, None, x, y))
     floor = anchors.floor[heard[:, 0]]
     for f, raster in enumerate(site.floors):
         m = floor == f

@@ -548,7 +548,7 @@ def test_static_fix_accuracy_is_honest_on_an_independent_channel(tmp_path: Path)
     """Static 2-s scans by five phones (±6 dB) in the hall, no survey: accuracy_m holds about the share of
     errors an RMS radius should and grows with them. The fit's covariance alone claimed metres it had not
     got under ceiling anchors (a flat range) and ranked errors no better than chance; bounded by the
-    strongest anchor's reach it ranks them (correlation 0.15 before, 0.28 now)."""
+    strongest anchor's reach it ranks them (correlation 0.15 before, 0.27 now)."""
     from simulations.bench_layouts import locate_scans, phone_scans
     from simulations.bench_survey import static_errors
     from simulations.hall import HallConfig, generate

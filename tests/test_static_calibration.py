@@ -1,4 +1,5 @@
-"""Static scans learn each anchor's 1 m power when nobody gave it: from the scans up to each fix's time."""
+"""Static scans learn each anchor's 1 m power when nobody gave it (from the scans up to each fix's time);
+a scan heard by one or two anchors says so in its accuracy."""
 
 from __future__ import annotations
 
@@ -72,3 +73,14 @@ def test_equal_anchors_stay_about_as_they_were() -> None:
     learned = _locate(nominal, data, N_SCANS, learn=True)
     kept = _locate(nominal, data, N_SCANS, learn=False)
     assert np.median(np.hypot(learned.x - px, learned.y - py)) < 1.05 * np.median(np.hypot(kept.x - px, kept.y - py))
+
+
+def test_a_scan_heard_by_one_anchor_is_placed_at_it_and_claims_metres() -> None:
+    """One reading: the offset is free and the fit ran it off until the anchor's reach (and the claim) was
+    0.5 m; the device's prior offset reckons the reach instead."""
+    anchors = hall_anchors(2.2)
+    one = np.array([0])
+    res = locate_static(anchors, open_site_map(anchors), one, one, np.array([5.0]), np.array([3]), np.array([-70.0]),
+                        np.array([-59.0]), 1, learn_p0=True, learn_exponent=True)
+    assert (res.x[0], res.y[0]) == (anchors.x[3], anchors.y[3])
+    assert res.accuracy_m[0] >= 3.0

@@ -266,8 +266,9 @@ def run_locate(args: argparse.Namespace) -> int:
         n_fixes_tracked = len(rows)
         out_rows.extend(rows)
     write_positions(Path(args.out), out_rows, with_scan=data.scan is not None)
-    if n_fixes_tracked and locator.exponent_note:
-        calibration_note += ("; " if calibration_note else "") + locator.exponent_note
+    for learned in (locator.exponent_note, locator.p0_note) if n_fixes_tracked else ():
+        if learned:
+            calibration_note += ("; " if calibration_note else "") + learned
 
     n_dev = len(set(data.device.tolist()))
     total_drops = sum(data.drops.values())

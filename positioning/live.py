@@ -538,6 +538,16 @@ class LiveLocator:
         return (f"path-loss exponent learned from {self._exponent.windows} windows: n = {n:.2f}"
                 f"{'' if self._exponent.scale != 1.0 else ' (the nominal value fits best)'}")
 
+    @property
+    def p0_note(self) -> str | None:
+        """What the anchors' 1 m power learning concluded (None when it was off or learned nothing)."""
+        if not self.cfg.learn_p0 or self._links[:, 0].any() or not self._p0_n.any():
+            return None
+        dev = self.anchors.rssi_1m - self._prior_p0
+        k = int(np.argmax(np.abs(dev)))
+        return (f"anchors' 1 m power learned from {int(self._p0_n.sum())} links: spread {float(np.std(dev)):.1f} dB, "
+                f"largest {dev[k]:+.1f} dB ({self.anchors.ids[k]})")
+
     def _learn_exponent(self, prob: FixProblem) -> None:
         """Add a sample of this step's windows to the exponent choice; when it switches, device offsets and
         tracks restart (both were learned under the old exponent)."""

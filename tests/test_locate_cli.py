@@ -89,6 +89,7 @@ def test_tracked_rows_every_second_with_the_input_time_base(files: Path) -> None
     assert np.median(errs) < 2.0
     assert "1 devices" in res.stderr and "fixes" in res.stderr
     assert "path-loss exponent learned" in res.stderr  # anchors.csv gives none: it is learned
+    assert "anchors' 1 m power learned from" in res.stderr  # no survey: the devices' residuals tell it
 
 
 def test_static_fixes_one_row_per_scan_at_its_latest_time(files: Path) -> None:
@@ -112,6 +113,7 @@ def test_survey_calibration_is_used_and_reported(files: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "12 of 12 anchors calibrated" in res.stderr
     assert "exponent learned" not in res.stderr  # the survey gave it
+    assert "1 m power learned" not in res.stderr  # and the anchors' power
 
 
 def test_calibration_recovers_the_channel(files: Path) -> None:

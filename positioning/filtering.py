@@ -29,12 +29,13 @@ def implausible_rssi(rssi: FloatArray) -> dict[str, BoolArray]:
     """Readings to drop, by reason (disjoint masks): missing, above the ceiling, the "not measured"
     placeholder, below the floor (POSITIONING.md, input hygiene)."""
     bad = ~np.isfinite(rssi)
+    ok = ~bad
     with np.errstate(invalid="ignore"):
         return {"rssi missing or NaN": bad,
-                f"rssi above {RSSI_MAX_DBM:g} dBm": rssi > RSSI_MAX_DBM,
+                f"rssi above {RSSI_MAX_DBM:g} dBm": ok & (rssi > RSSI_MAX_DBM),
                 f"rssi exactly {RSSI_PLACEHOLDER_DBM:g} dBm (a 'not measured' placeholder)":
-                    rssi == RSSI_PLACEHOLDER_DBM,
-                f"rssi below {RSSI_MIN_DBM:g} dBm": rssi < RSSI_MIN_DBM}
+                    ok & (rssi == RSSI_PLACEHOLDER_DBM),
+                f"rssi below {RSSI_MIN_DBM:g} dBm": ok & (rssi < RSSI_MIN_DBM)}
 
 
 def plausible_rssi(rssi: FloatArray) -> BoolArray:

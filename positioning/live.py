@@ -473,8 +473,7 @@ class LiveLocator:
         the measured power they advertise (with the deviation learned for that beacon)."""
         p0 = self.anchors.rssi_1m[anchor].copy()
         use_tx = (self.tx_use[anchor] == TX_IS_P0) & _plausible_1m_power(tx_power)
-        learned = self.anchors.rssi_1m - self._prior_p0
-        p0[use_tx] = tx_power[use_tx] + learned[anchor[use_tx]]
+        p0[use_tx] = tx_power[use_tx] + self._p0_learned[anchor[use_tx]]
         return p0
 
     def _adopt_advertised_p0(self, anchor: IntArray, tx_power: FloatArray) -> None:
@@ -485,7 +484,7 @@ class LiveLocator:
         if not new.any():
             return
         idx, first = np.unique(anchor[new], return_index=True)
-        learned = self.anchors.rssi_1m - self._prior_p0
+        learned = self._p0_learned
         self._prior_p0[idx] = tx_power[new][first]
         self._tx_adopted[idx] = True
         self._set_anchors(self.anchors.with_params(self._prior_p0 + learned, self.anchors.path_loss_n))
@@ -539,11 +538,16 @@ class LiveLocator:
                 f"{'' if self._exponent.scale != 1.0 else ' (the nominal value fits best)'}")
 
     @property
+    def _p0_learned(self) -> FloatArray:
+        """Each anchor's 1 m power less its nominal one: what the links or the power learning set."""
+        return np.asarray(self.anchors.rssi_1m - self._prior_p0, dtype=np.float64)
+
+    @property
     def p0_note(self) -> str | None:
         """What the anchors' 1 m power learning concluded (None when it was off or learned nothing)."""
         if not self.cfg.learn_p0 or self._links[:, 0].any() or not self._p0_n.any():
             return None
-        dev = self.anchors.rssi_1m - self._prior_p0
+        dev = self._p0_learned
         k = int(np.argmax(np.abs(dev)))
         return (f"anchors' 1 m power learned from {int(self._p0_n.sum())} links: spread {float(np.std(dev)):.1f} dB, "
                 f"largest {dev[k]:+.1f} dB ({self.anchors.ids[k]})")
@@ -646,12 +650,11 @@ class LiveLocator:
         """Add each window's links' residuals ``e`` (measured less expected at the track; (devices, K), used
         where ``used``), less the window's mean, to their anchors' deviations from the nominal 1 m power;
         every P0_EVERY steps the anchor table takes the centred, shrunk deviations."""
-        a = self.anchors
         k = used.sum(axis=1)
         used = used & (k >= P0_MIN_LINKS)[:, None]
         e = e - (np.where(used, e, 0.0).sum(axis=1) / np.maximum(k, 1))[:, None]
         rows = anchor[used]
-        np.add.at(self._p0_sum, rows, e[used] + (a.rssi_1m - self._prior_p0)[rows])
+        np.add.at(self._p0_sum, rows, e[used] + self._p0_learned[rows])
         np.add.at(self._p0_n, rows, 1.0)
         full = self._p0_n > P0_MEMORY
         self._p0_sum[full] *= P0_MEMORY / self._p0_n[full]

@@ -47,6 +47,9 @@ MAX_CENSOR_ANCHORS: Final = 16  # nearest unheard receivers used to push a fix a
 BOUNDS_MARGIN_M: Final = 2.0  # fixes may sit this far outside the anchors' hull when there is no floor outline
 ACCURACY_MIN_M: Final = 0.5  # never claim better than this
 ACCURACY_MAX_M: Final = 60.0
+# Links expected this far above sensitivity tell the learners of losses and of anchors' power (weaker
+# ones are heard only when lucky).
+LOSS_MIN_MARGIN_DB: Final = 6.0
 # Receivers' own 1 m power, learned from the devices' residuals when nothing else tells it (no survey,
 # no anchors hearing each other; tracks in positioning.live, static scans in positioning.static):
 # receivers differ by a few dB, beacons set to other transmit powers by far more. Each window's (or
@@ -61,4 +64,3 @@ P0_PRIOR_WEIGHT: Final = 50.0  # links' worth of confidence in the nominal 1 m p
 P0_MEMORY: Final = 3000.0  # links each anchor's learned deviation averages over
 P0_LEARN_MAX_DB: Final = 10.0  # the most a learned deviation may reach
 P0_MIN_LINKS: Final = 3  # a window tells the anchors' differences only with this many usable links
-P0_MIN_MARGIN_DB: Final = 6.0  # links expected this far above sensitivity tell it (weaker: heard when lucky)

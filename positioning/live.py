@@ -29,6 +29,7 @@ from positioning.const import (
     DEVICE_HEIGHT_M,
     DEVICE_OFFSET_MAX_DB,
     DEVICE_OFFSET_PRIOR_DB,
+    LOSS_MIN_MARGIN_DB,
     MIN_ANCHORS_FOR_OFFSET,
     P0_LEARN_MAX_DB,
     P0_MEMORY,
@@ -101,7 +102,6 @@ TRACK_CORRELATED_MAX_DB: Final = 8.0  # nor noisier
 TRACK_VAR_MEMORY: Final = 20_000.0  # readings the learned window shadowing averages over
 LOSS_PRIOR_WEIGHT: Final = 2_000.0  # links' worth of confidence in the body and wall loss priors
 LOSS_MEMORY: Final = 50_000.0  # links the learned body and wall losses average over
-LOSS_MIN_MARGIN_DB: Final = 6.0  # links expected this far above sensitivity tell them (weaker: heard when lucky)
 LOSS_MIN_SPREAD: Final = 1.0  # sum of squared spread of the geometric factor a step needs to update a loss
 BODY_LEARN_WALKING: Final = 0.8  # only devices this surely walking tell the body loss (their heading is known)
 TRACK_VAR_MIN_READINGS: Final = 4  # a step with fewer usable residuals does not update it

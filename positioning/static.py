@@ -21,11 +21,10 @@ from positioning.const import (
     DEVICE_HEIGHT_M,
     DEVICE_OFFSET_MAX_DB,
     DEVICE_OFFSET_PRIOR_DB,
-    FLOOR_LOSS_DB,
+    LOSS_MIN_MARGIN_DB,
     MIN_ANCHORS_FOR_OFFSET,
     P0_LEARN_MAX_DB,
     P0_MIN_LINKS,
-    P0_MIN_MARGIN_DB,
     P0_PRIOR_WEIGHT,
     PATH_LOSS_N_BOUNDS,
     SENSITIVITY_DBM,
@@ -167,12 +166,11 @@ def _p0_deviations(anchors: AnchorTable, agg: Aggregates, p0_group: FloatArray, 
     scans up to the fix's time (causal; the scan itself included). Each scan's residuals at its own fix,
     less their mean (the device's offset and its error), are summed per anchor in time order and shrunk to
     the nominal power (const.P0_*: the same learning as the live locator's). Only links expected well above
-    sensitivity, from scans with P0_MIN_LINKS of them."""
+    sensitivity (LOSS_MIN_MARGIN_DB), on the fix's floor, from scans with P0_MIN_LINKS of them."""
     g, a = agg.group, agg.anchor
     d = distance(anchors, a, x[g], y[g], floor[g], device_height)
-    mu = (p0_group - 10.0 * anchors.path_loss_n[a] * scale[g] * np.log10(d)
-          - FLOOR_LOSS_DB * np.abs(anchors.floor_level[anchors.floor[a]] - anchors.floor_level[floor[g]]))
-    use = np.isfinite(mu) & (mu > sens + P0_MIN_MARGIN_DB) & (anchors.floor[a] == floor[g])
+    mu = p0_group - 10.0 * anchors.path_loss_n[a] * scale[g] * np.log10(d)  # links on the fix's floor only
+    use = np.isfinite(mu) & (mu > sens + LOSS_MIN_MARGIN_DB) & (anchors.floor[a] == floor[g])
     links = np.bincount(g[use], minlength=n_fixes)
     use &= links[g] >= P0_MIN_LINKS
     e = agg.mean - mu

@@ -366,6 +366,12 @@ def _hall_readings(anchors: AnchorTable, paths: dict[str, list[tuple[float, floa
     return Readings.from_columns(ts, devs, ans, rs)
 
 
+def _path_error(x: float, y: float, t: float, path: list[tuple[float, float, float]]) -> float:
+    """Distance from (x, y) to where a device following ``path`` [(t, x, y)] was at ``t`` (from T0)."""
+    pt = [q[0] for q in path]
+    return math.hypot(x - np.interp(t, pt, [q[1] for q in path]), y - np.interp(t, pt, [q[2] for q in path]))
+
+
 def test_shoppers_of_unknown_offsets_are_tracked_at_a_steep_exponent() -> None:
     """Eight phones (offsets spread 5 dB) walk between random spots and stand 10-40 s at each, in a hall
     where the signal falls off with n = 3: a device is heard by few anchors, none 12 dB clear of
@@ -392,10 +398,8 @@ def test_shoppers_of_unknown_offsets_are_tracked_at_a_steep_exponent() -> None:
         readings = _hall_readings(hall_anchors(3.0), paths, 3.0, offsets, sigma=3.0, seed=seed)
         for res in LiveLocator(hall_anchors(3.0)).replay(readings):
             for f in res.fixes:
-                p, t = paths[f.device], f.t - T0
-                if t >= 20.0:
-                    err.append(math.hypot(f.x - np.interp(t, [q[0] for q in p], [q[1] for q in p]),
-                                          f.y - np.interp(t, [q[0] for q in p], [q[2] for q in p])))
+                if f.t - T0 >= 20.0:
+                    err.append(_path_error(f.x, f.y, f.t - T0, paths[f.device]))
     assert float(np.median(err)) < 1.2
     assert float(np.percentile(err, 90)) < 3.0
 
@@ -419,8 +423,7 @@ def test_receivers_louder_or_quieter_than_their_nominal_power_are_learned_from_t
 
     def run(learn: bool) -> tuple[float, LiveLocator]:
         loc = LiveLocator(nominal, config=LocatorConfig(learn_p0=learn))
-        err = [math.hypot(f.x - np.interp(f.t - T0, [q[0] for q in paths[f.device]], [q[1] for q in paths[f.device]]),
-                          f.y - np.interp(f.t - T0, [q[0] for q in paths[f.device]], [q[2] for q in paths[f.device]]))
+        err = [_path_error(f.x, f.y, f.t - T0, paths[f.device])
                for res in loc.replay(readings) for f in res.fixes if f.t - T0 >= 60.0]
         return float(np.median(err)), loc
 
@@ -453,8 +456,7 @@ def test_beacons_advertising_their_measured_power_are_expected_at_it_by_the_whol
     def run(use: int, tx_power: npt.NDArray[np.float64]) -> tuple[float, LiveLocator]:
         loc = LiveLocator(nominal, config=LocatorConfig(learn_p0=False),
                           tx_use=np.full(len(nominal), use, dtype=np.int64))
-        err = [math.hypot(f.x - np.interp(f.t - T0, [q[0] for q in paths[f.device]], [q[1] for q in paths[f.device]]),
-                          f.y - np.interp(f.t - T0, [q[0] for q in paths[f.device]], [q[2] for q in paths[f.device]]))
+        err = [_path_error(f.x, f.y, f.t - T0, paths[f.device])
                for res in loc.replay(Readings.from_columns(r.t, r.device, r.anchor, r.rssi, tx_power))
                for f in res.fixes if f.t - T0 >= 20.0]
         return float(np.median(err)), loc
@@ -485,12 +487,7 @@ def test_the_path_loss_exponent_is_learned_when_nobody_gave_it(n_true: float) ->
     assert np.allclose(loc.anchors.path_loss_n, loc.anchors.path_loss_n[0])
     assert abs(float(loc.anchors.path_loss_n[0]) - n_true) <= 0.25
     late = [f for f in fixes if f.t - T0 >= 60.0]
-    err = []
-    for f in late:
-        path = paths[f.device]
-        t = f.t - T0
-        err.append(math.hypot(f.x - np.interp(t, [p[0] for p in path], [p[1] for p in path]),
-                              f.y - np.interp(t, [p[0] for p in path], [p[2] for p in path])))
+    err = [_path_error(f.x, f.y, f.t - T0, paths[f.device]) for f in late]
     assert float(np.median(err)) < 2.0
     fixed = LiveLocator(hall_anchors(2.0))
     list(fixed.replay(readings))

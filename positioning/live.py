@@ -480,7 +480,10 @@ class LiveLocator:
         """A phone-mode beacon configured without a 1 m power takes the measured power it first advertises
         as its nominal one, so the tracker, the offset and power learners and the window's fix (which takes
         each reading's advertised power) expect the same level."""
-        new = (self.tx_use[anchor] == TX_IS_P0) & _plausible_1m_power(tx_power) & ~self._tx_adopted[anchor]
+        pending = (self.tx_use == TX_IS_P0) & ~self._tx_adopted
+        if not pending.any():  # gateway mode, or every beacon adopted: nothing to look at in this step
+            return
+        new = pending[anchor] & _plausible_1m_power(tx_power)
         if not new.any():
             return
         idx, first = np.unique(anchor[new], return_index=True)

@@ -682,11 +682,11 @@ class LiveLocator:
             return
         for a, v in state.items():
             k = self.index.get(str(a))
-            if (k is None or not isinstance(v, list) or len(v) != 2
-                    or not all(isinstance(q, (int, float)) and math.isfinite(q) for q in v) or v[1] <= 0):
+            pair = _number_pair(v)
+            if k is None or pair is None or pair[1] <= 0:
                 continue
-            n = min(float(v[1]), P0_MEMORY)
-            self._p0_sum[k], self._p0_n[k] = float(v[0]) * n / float(v[1]), n
+            n = min(pair[1], P0_MEMORY)
+            self._p0_sum[k], self._p0_n[k] = pair[0] * n / pair[1], n
         self._apply_p0()
 
     def _learn_track_var(self, e: FloatArray, heard_var: FloatArray, used: npt.NDArray[np.bool_]) -> None:
@@ -764,8 +764,7 @@ class LiveLocator:
     def restore(self, state: Mapping[str, Any]) -> None:
         channel = state.get("channel", {})
         if isinstance(channel, Mapping):
-            learned = {k: v for k, v in channel.items() if isinstance(v, list) and len(v) == 2
-                       and all(isinstance(q, (int, float)) and math.isfinite(q) and q >= 0 for q in v)}
+            learned = {k: pair for k, v in channel.items() if (pair := _number_pair(v)) is not None and min(pair) >= 0}
             if "track_var" in learned:
                 self.track_var = float(np.clip(learned["track_var"][0], TRACK_CORRELATED_MIN_DB**2,
                                                TRACK_CORRELATED_MAX_DB**2))
@@ -833,6 +832,14 @@ class LearnedLoss:
         coef, w = fit
         self.n = min(self.n + w, self.memory)
         self.value += (float(np.clip(-coef[0], 0.0, self.max_db)) - self.value) * w / self.n
+
+
+def _number_pair(v: object) -> tuple[float, float] | None:
+    """A snapshot's [value, count] entry as two finite floats, or None when it is anything else."""
+    if (isinstance(v, list) and len(v) == 2
+            and all(isinstance(q, (int, float)) and math.isfinite(q) for q in v)):
+        return float(v[0]), float(v[1])
+    return None
 
 
 def _plausible_1m_power(tx_power: FloatArray) -> npt.NDArray[np.bool_]:
